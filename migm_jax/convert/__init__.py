@@ -1,0 +1,1 @@
+"""Checkpoint converters: PyTorch / safetensors containers -> (config, Flax params)."""

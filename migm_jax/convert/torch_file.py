@@ -1,0 +1,155 @@
+"""Read PyTorch checkpoint files (`.pth`, `.ckpt`) without importing torch.
+
+`torch.save` writes a zip archive holding a pickle (`<name>/data.pkl`) whose tensors point at raw
+storages (`<name>/data/<key>`). This reader unpickles with a closed allow-list: tensors become numpy
+arrays, plain containers stay plain, and any other class named in the pickle (Lightning callbacks,
+argparse namespaces, ...) becomes an inert `Opaque` record. No code from the file is ever executed,
+which is the same guarantee as `torch.load(weights_only=True)`.
+
+Legacy (pre-zip) files are handed to `torch.load(weights_only=True)` when torch is installed.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import zipfile
+from typing import Any
+
+import numpy as np
+
+try:  # bfloat16 storages need ml_dtypes (a jax dependency).
+    import ml_dtypes
+
+    _BF16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover
+    _BF16 = None
+
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": _BF16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+_TORCH_DTYPES = {
+    "float32": np.float32, "float": np.float32, "float64": np.float64, "double": np.float64,
+    "float16": np.float16, "half": np.float16, "bfloat16": _BF16, "int64": np.int64, "long": np.int64,
+    "int32": np.int32, "int": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8,
+    "bool": np.bool_,
+}
+
+
+class Opaque:
+    """Stand-in for a class the reader does not know; keeps its name and arguments only."""
+
+    def __init__(self, name: str, *args, **kwargs):
+        self.name, self.args, self.kwargs, self.state = name, args, kwargs, None
+
+    def __call__(self, *args, **kwargs):
+        return Opaque(self.name, *args, **kwargs)
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __repr__(self):
+        return f"Opaque({self.name})"
+
+
+class _StorageType:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+def _rebuild_tensor(storage, offset, size, stride, *unused):
+    """Builds the numpy view `torch._utils._rebuild_tensor_v2` would build."""
+    itemsize = storage.dtype.itemsize
+    if len(size) == 0:
+        return storage[offset].copy()
+    return np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
+    ).copy()
+
+
+def _rebuild_parameter(data, *unused):
+    return data
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(file)
+        self._archive, self._prefix, self._storages = archive, prefix, {}
+
+    def find_class(self, module, name):
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+            return _rebuild_tensor
+        if module == "torch._utils" and name == "_rebuild_parameter":
+            return _rebuild_parameter
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if module == "torch" and name in _TORCH_DTYPES:
+            return _StorageType(_TORCH_DTYPES[name])
+        if module == "builtins" and name in ("set", "frozenset", "slice", "complex"):
+            return {"set": set, "frozenset": frozenset, "slice": slice, "complex": complex}[name]
+        return Opaque(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        kind, storage_type, key, _location, _numel = pid
+        assert kind == "storage", f"unknown persistent id {kind!r}"
+        if key not in self._storages:
+            dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else None
+            if dtype is None:
+                raise ValueError(f"unsupported tensor storage type {storage_type!r} in checkpoint")
+            raw = self._archive.read(f"{self._prefix}/data/{key}")
+            self._storages[key] = np.frombuffer(raw, dtype=dtype)
+        return self._storages[key]
+
+
+def load_torch_file(path: str | os.PathLike) -> Any:
+    """Loads a `torch.save` file; tensors come back as numpy arrays (same dtype, same layout).
+
+    Raises FileNotFoundError with the path when the file is missing.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path} (check the path or download it first)")
+    if not zipfile.is_zipfile(path):
+        return _load_legacy(path)
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if not pickles:
+            raise ValueError(f"{path} is a zip file but not a torch checkpoint (no data.pkl inside)")
+        prefix = pickles[0][: -len("/data.pkl")] if "/" in pickles[0] else ""
+        with archive.open(pickles[0]) as f:
+            return _Unpickler(io.BytesIO(f.read()), archive, prefix).load()
+
+
+def _load_legacy(path: str) -> Any:
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path} uses the legacy (pre-zip) torch format; install the extra 'migm-jax[torch]' to read it"
+        ) from e
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+
+    def to_numpy(x):
+        if isinstance(x, torch.Tensor):
+            x = x.detach()
+            return x.float().numpy().astype(_BF16) if x.dtype == torch.bfloat16 else x.numpy()
+        if isinstance(x, dict):
+            return type(x)((k, to_numpy(v)) for k, v in x.items())
+        if isinstance(x, (list, tuple)):
+            return type(x)(to_numpy(v) for v in x)
+        return x
+
+    return to_numpy(obj)

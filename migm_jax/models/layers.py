@@ -1,0 +1,110 @@
+"""Building blocks shared by the MaskGIT-side models.
+
+Conventions: activations are (batch, length, channels); params are stored in float32 and cast to
+the module's compute `dtype`; LayerNorm statistics and attention softmax are always float32 (as
+under PyTorch autocast).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = jnp.dtype
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU, PyTorch's `nn.GELU()` default."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def layer_norm(eps: float, name: Optional[str] = None) -> nn.LayerNorm:
+    """LayerNorm computed and returned in float32 (params `scale`, `bias`)."""
+    return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+
+
+def dense(features: int, dtype: Dtype, name: Optional[str] = None, use_bias: bool = True) -> nn.Dense:
+    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: Optional[jax.Array] = None,
+                          implementation: Optional[str] = None) -> jax.Array:
+    """softmax(q k^T / sqrt(d)) v over heads.
+
+    q: (b, Lq, h, d); k, v: (b, Lk, h, d); key_mask: (b, Lk) bool, False keys get zero weight.
+    `implementation=None` runs an XLA path with float32 logits and softmax (exact parity);
+    'cudnn' / 'xla' dispatch to `jax.nn.dot_product_attention` (flash attention on GPU).
+    Returns (b, Lq, h, d) in q's dtype.
+    """
+    if implementation is not None:
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    if key_mask is not None:
+        logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
+
+
+class MultiHeadAttention(nn.Module):
+    """`nn.MultiheadAttention` with separate q/k/v/out projections (bias everywhere).
+
+    __call__(x (b,Lq,C), kv (b,Lk,C) | None, key_mask (b,Lk) | None) -> (b,Lq,C); kv=None is self-attention.
+    """
+
+    heads: int
+    dtype: Dtype = jnp.float32
+    attention_impl: Optional[str] = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, kv: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None) -> jax.Array:
+        width = x.shape[-1]
+        kv = x if kv is None else kv
+        split = lambda t: t.reshape(t.shape[:-1] + (self.heads, width // self.heads))
+        q = split(dense(width, self.dtype, "q")(x))
+        k = split(dense(width, self.dtype, "k")(kv))
+        v = split(dense(width, self.dtype, "v")(kv))
+        out = dot_product_attention(q, k, v, key_mask, self.attention_impl)
+        return dense(width, self.dtype, "out")(out.reshape(x.shape[:-1] + (width,)))
+
+
+class FeedForward(nn.Module):
+    """Linear -> exact GELU -> Linear (`fc1`, `fc2`)."""
+
+    hidden: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = gelu(dense(self.hidden, self.dtype, "fc1")(x))
+        return dense(x.shape[-1], self.dtype, "fc2")(h)
+
+
+def timestep_frequencies(t: jax.Array, dim: int = 256, max_period: float = 10000.0) -> jax.Array:
+    """[cos(t f_k), sin(t f_k)] (cos half first), f_k = exp(-ln(max_period) k / (dim/2)). t: (b,) -> (b, dim), float32."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = t.astype(jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal embedding -> Linear(256->mid) -> SiLU -> Linear(mid->width), mid = round(sqrt(width*256)).
+
+    Params `mlp_0`, `mlp_2` (PyTorch `mlp.0`, `mlp.2`). t: (b,) -> (b, width).
+    """
+
+    width: int
+    freq_dim: int = 256
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, t: jax.Array) -> jax.Array:
+        mid = round(math.sqrt(self.width * self.freq_dim))
+        h = dense(mid, self.dtype, "mlp_0")(timestep_frequencies(t, self.freq_dim))
+        return dense(self.width, self.dtype, "mlp_2")(nn.silu(h))
