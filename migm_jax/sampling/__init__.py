@@ -1,0 +1,1 @@
+"""Samplers: schedules, the shared hybrid loop, model policies, noise sources."""

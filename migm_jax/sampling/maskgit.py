@@ -1,0 +1,199 @@
+"""MaskGIT policy for the hybrid loop: CFG ramp, categorical sampling, randomised confidence, top-k.
+
+`build_sampler` returns one compiled program per configuration (vanilla / shortcut / reuse, any N
+and budget). All decisions of a step come from the noise source, so recorded draws replay the
+original sampler exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
+from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
+from migm_jax.sampling.loop import hybrid_loop
+from migm_jax.sampling.noise import JaxNoise
+from migm_jax.sampling.schedules import maskgit_schedule, step_kinds
+
+RANDOMIZE_MODES = ("linear", "warm_up", "random", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskGITSampling:
+    """Sampler settings; the defaults are the original's infer.py (N=15, arccos, w=2.8, r_temp=7)."""
+
+    steps: int = 15
+    mode: str = "vanilla"  # vanilla | shortcut | reuse
+    budget: Optional[int] = None  # full steps in shortcut / reuse mode
+    cfg_w: float = 2.8
+    r_temp: float = 7.0
+    sm_temp: float = 1.0
+    sched_mode: str = "arccos"
+    randomize: str = "linear"
+
+    def validate(self) -> None:
+        """Raises ValueError with a one-line explanation for an impossible configuration."""
+        if self.steps < 2:
+            raise ValueError(f"steps must be >= 2, got {self.steps}")
+        if self.randomize not in RANDOMIZE_MODES:
+            raise ValueError(f"randomize must be one of {', '.join(RANDOMIZE_MODES)}, got {self.randomize!r}")
+        if self.mode in ("shortcut", "reuse") and (self.budget is None or not 2 <= self.budget <= self.steps):
+            raise ValueError(f"--budget must be in 2..steps ({self.steps}) for mode {self.mode}, got {self.budget}")
+        step_kinds(self.mode, self.steps, self.budget)
+        maskgit_schedule(self.steps, self.sched_mode)
+
+
+def select_top_k(code: jax.Array, mask: jax.Array, pred: jax.Array, conf: jax.Array, k: jax.Array):
+    """Fixes the k most confident still-masked positions of every row.
+
+    code, pred: (b, n) int32; mask: (b, n) bool (True = still masked); conf: (b, n) with -inf at
+    decoded positions; k: scalar. Ties prefer the lower position. The selected set is used for the
+    codes, the mask and the new-token map alike.
+    Returns (code, mask, selected) with the same shapes.
+    """
+    order = jnp.argsort(-conf, axis=-1, stable=True)
+    rank = jnp.argsort(order, axis=-1, stable=True)
+    selected = (rank < k) & mask
+    return jnp.where(selected, pred, code), mask & ~selected, selected
+
+
+def confidence(prob_of_pred: jax.Array, randomize: str, r_temp: float, ratio: jax.Array, step: jax.Array,
+               draw_gumbel: Callable[[], jax.Array], draw_uniform: Callable[[], jax.Array]) -> jax.Array:
+    """The score that ranks positions: (b, n) probability of the sampled code -> (b, n) float32.
+
+    linear: log p + r_temp * gumbel * (1 - ratio); warm_up: uniform for the first two steps, p after;
+    random: uniform; none: p.
+    """
+    if randomize == "linear":
+        return jnp.log(prob_of_pred) + r_temp * draw_gumbel() * (1.0 - ratio)
+    if randomize == "warm_up":
+        return jnp.where(step < 2, draw_uniform(), prob_of_pred)
+    if randomize == "random":
+        return draw_uniform()
+    return prob_of_pred
+
+
+def maskgit_step(sampling: MaskGITSampling, sche: jax.Array, code: jax.Array, mask: jax.Array,
+                 logits2: jax.Array, step: jax.Array, key: jax.Array, noise) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One MaskGIT decision given the CFG-doubled logits.
+
+    code (b, n) int32, mask (b, n) bool, logits2 (2b, n, K) float32 = [cond; uncond], step scalar,
+    sche (N,) tokens per step. The CFG weight ramps as w * step / (N - 1); softmax of sm_temp * logits;
+    codes sampled by `noise.categorical`; confidence randomised per `sampling.randomize`; the sche[step]
+    most confident masked positions are fixed. Returns (code, mask, newly fixed map).
+    """
+    b, n = code.shape
+    ratio = step.astype(jnp.float32) / (sampling.steps - 1)
+    w = sampling.cfg_w * ratio
+    logits = ((1 + w) * logits2[:b] - w * logits2[b:]) * sampling.sm_temp
+    prob = jax.nn.softmax(logits, axis=-1)
+    k_cat, k_conf = jax.random.split(jax.random.fold_in(key, step))
+    pred = noise.categorical(k_cat, step, logits)
+    p_pred = jnp.take_along_axis(prob, pred[..., None], axis=-1)[..., 0]
+    conf = confidence(p_pred, sampling.randomize, sampling.r_temp, ratio, step,
+                      lambda: noise.gumbel(k_conf, step, (b, n)), lambda: noise.uniform(k_conf, step, (b, n)))
+    conf = jnp.where(mask, conf, -jnp.inf)
+    return select_top_k(code, mask, pred, conf, sche[step])
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskGITModels:
+    """The modules of one MaskGIT-Shortcut pipeline (shortcut / vqgan may be None)."""
+
+    transformer: MaskTransformerConfig
+    shortcut: Optional[MaskGITShortcutConfig] = None
+    vqgan: Optional["VQGANConfig"] = None  # noqa: F821  TEMP
+    dtype: str = "float32"  # compute dtype of transformer and shortcut: float32 | bfloat16
+    attention_impl: Optional[str] = None  # None (exact XLA) | 'cudnn' | 'xla'
+    vqgan_dtype: str = "float32"
+
+
+def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dict, labels: jax.Array,
+                   key: jax.Array, noise=JaxNoise(), capture: bool = False, decode: bool = True) -> dict:
+    """Generates len(labels) images (traceable; use `build_sampler` for the compiled version).
+
+    params: {'transformer': ..., 'shortcut': ... (shortcut mode), 'vqgan': ... (decode)}.
+    labels: (b,) int32 class ids. Returns {'codes': (b,g,g) int32, 'images': (b,H,W,3) float32 if
+    decode, 'trace': {'codes', 'mask'} (N, b, g*g) after every step, plus 'features' (N, 2b, T, C)
+    bf16 = the feature entering every step (both CFG halves) if capture}.
+    """
+    tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
+    transformer = MaskTransformer(tcfg, dtype, models.attention_impl)
+    tp = {"params": params["transformer"]}
+    b, n, steps = labels.shape[0], tcfg.grid * tcfg.grid, sampling.steps
+    sche = jnp.asarray(maskgit_schedule(steps, sampling.sched_mode, tcfg.grid), jnp.int32)
+    labels2 = jnp.concatenate([labels, labels]).astype(jnp.int32)
+    drop2 = jnp.concatenate([jnp.zeros((b,), bool), jnp.ones((b,), bool)])
+    doubled = lambda code: jnp.concatenate([code, code]).reshape(2 * b, tcfg.grid, tcfg.grid)
+
+    def full(state, step):
+        return transformer.apply(tp, doubled(state["code"]), labels2, drop2, method=MaskTransformer.features)
+
+    def shortcut(state, step):
+        ids = transformer.apply(tp, doubled(state["code"]), labels2, drop2, method=MaskTransformer.input_ids)
+        emb = transformer.apply(tp, ids, method=MaskTransformer.embed)
+        new_map = jnp.concatenate([state["new_map"], jnp.zeros((b, 1), bool)], axis=1)
+        ratio = jnp.mean(state["mask"].astype(jnp.float32), axis=1)
+        sc = MaskGITShortcut(models.shortcut, dtype)
+        return sc.apply({"params": params["shortcut"]}, state["feat"], emb,
+                        jnp.concatenate([new_map, new_map]), jnp.concatenate([ratio, ratio]))
+
+    def reuse(state, step):
+        return state["feat"]
+
+    def update(state, feat, step):
+        logits = transformer.apply(tp, feat, method=MaskTransformer.head)
+        code, mask, new_map = maskgit_step(sampling, sche, state["code"], state["mask"], logits, step,
+                                           state["key"], noise)
+        out = {"codes": code, "mask": mask}
+        if capture:
+            out["features"] = feat.astype(jnp.bfloat16)
+        return dict(state, code=code, mask=mask, new_map=new_map, feat=feat), out
+
+    state = {
+        "code": jnp.full((b, n), tcfg.mask_id, jnp.int32),
+        "mask": jnp.ones((b, n), bool),
+        "new_map": jnp.zeros((b, n), bool),
+        "feat": jnp.zeros((2 * b, tcfg.seq_len, tcfg.hidden), jnp.float32),
+        "key": key,
+    }
+    cheap = {"vanilla": reuse, "reuse": reuse, "shortcut": shortcut}[sampling.mode]
+    state, trace = hybrid_loop(state, step_kinds(sampling.mode, steps, sampling.budget), (full, cheap), update)
+    codes = state["code"].reshape(b, tcfg.grid, tcfg.grid)
+    result = {"codes": codes, "trace": trace}
+    if decode:
+        from migm_jax.models.vqgan import VQGAN  # TEMP
+        vq = VQGAN(models.vqgan, jnp.dtype(models.vqgan_dtype))
+        result["images"] = vq.apply({"params": params["vqgan"]}, codes, method=VQGAN.decode_code)
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def build_sampler(models: MaskGITModels, sampling: MaskGITSampling, capture: bool = False, decode: bool = True,
+                  mesh: Optional[jax.sharding.Mesh] = None):
+    """One jitted sampler per configuration: fn(params, labels, key, noise=JaxNoise()) -> dict.
+
+    With a `mesh`, labels and outputs are sharded over its 'data' axis and params replicated.
+    """
+    sampling.validate()
+    fn = functools.partial(sample_maskgit, models, sampling, capture=capture, decode=decode)
+    if mesh is None:
+        return jax.jit(fn)
+    from migm_jax.sharding import batch_sharding, replicated
+
+    rep, data = replicated(mesh), batch_sharding(mesh)
+    return jax.jit(fn, in_shardings=(rep, data, rep, rep))
+
+
+def check_labels(labels: np.ndarray, nclass: int) -> None:
+    """Raises ValueError naming the first label outside [0, nclass)."""
+    labels = np.asarray(labels)
+    bad = labels[(labels < 0) | (labels >= nclass)]
+    if bad.size:
+        raise ValueError(f"label {int(bad[0])} is outside [0, {nclass}); ImageNet class ids are 0..{nclass - 1}")
