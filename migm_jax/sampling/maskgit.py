@@ -121,7 +121,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     params: {'transformer': ..., 'shortcut': ... (shortcut mode), 'vqgan': ... (decode)}.
     labels: (b,) int32 class ids. Returns {'codes': (b,g,g) int32, 'images': (b,H,W,3) float32 if
     decode, 'trace': {'codes', 'mask'} (N, b, g*g) after every step, plus 'features' (N, 2b, T, C)
-    bf16 = the feature entering every step (both CFG halves) if capture}.
+    float32 = the feature each step decides from (both CFG halves) (both CFG halves) if capture}.
     """
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
     transformer = MaskTransformer(tcfg, dtype, models.attention_impl)
@@ -153,7 +153,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
                                            state["key"], noise)
         out = {"codes": code, "mask": mask}
         if capture:
-            out["features"] = feat.astype(jnp.bfloat16)
+            out["features"] = feat
         return dict(state, code=code, mask=mask, new_map=new_map, feat=feat), out
 
     state = {
@@ -177,18 +177,20 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
 @functools.lru_cache(maxsize=None)
 def build_sampler(models: MaskGITModels, sampling: MaskGITSampling, capture: bool = False, decode: bool = True,
                   mesh: Optional[jax.sharding.Mesh] = None):
-    """One jitted sampler per configuration: fn(params, labels, key, noise=JaxNoise()) -> dict.
+    """One jitted sampler per configuration: fn(params, labels, key[, noise]) -> dict.
 
-    With a `mesh`, labels and outputs are sharded over its 'data' axis and params replicated.
+    With a `mesh`, labels and outputs are sharded over its 'data' axis, params replicated; the
+    sharded sampler draws its own noise (fn(params, labels, key)).
     """
     sampling.validate()
     fn = functools.partial(sample_maskgit, models, sampling, capture=capture, decode=decode)
     if mesh is None:
         return jax.jit(fn)
+    fn = functools.partial(fn, noise=JaxNoise())
     from migm_jax.sharding import batch_sharding, replicated
 
     rep, data = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(fn, in_shardings=(rep, data, rep, rep))
+    return jax.jit(fn, in_shardings=(rep, data, rep))
 
 
 def check_labels(labels: np.ndarray, nclass: int) -> None:

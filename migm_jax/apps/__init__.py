@@ -1,0 +1,1 @@
+"""Glue between the command-line entry points and the library (conversion, sampling)."""
