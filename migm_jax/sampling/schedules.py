@@ -66,3 +66,56 @@ def step_kinds(mode: str, steps: int, budget: int | None) -> np.ndarray:
             raise ValueError(f"mode {mode!r} needs a budget (number of full steps)")
         return np.where(refresh_plan(steps, budget), FULL, CHEAP).astype(np.int32)
     raise ValueError(f"unknown mode {mode!r}; choose vanilla, shortcut or reuse")
+
+
+def dimoo_cosine_schedule(steps: int) -> np.ndarray:
+    """cos(pi/2 * (s+1)/steps) for s = 0..steps-1 (float32), the original's `cosine_schedule`.
+
+    The argument is formed in float32 like the original (fl32(fl32(pi/2) * fl32(t))); the cosine itself is
+    the correctly rounded float32 value, which can differ by one ulp from a given libm (PyTorch's CPU and
+    CUDA kernels differ from each other too). `dimoo_keep_n` does not depend on that ulp for the tested
+    grids (tests/test_schedules.py).
+    """
+    t = (np.arange(1, steps + 1, dtype=np.float64) / steps).astype(np.float32)
+    arg = np.float32(0.5 * np.pi) * t
+    return np.cos(arg.astype(np.float64)).astype(np.float32)
+
+
+def dimoo_keep_n(steps: int, vq_len: int) -> np.ndarray:
+    """Cells that stay masked after each step (int64, length `steps`): max(1, floor(vq_len * cos)) in float32,
+    0 at the last step. Tokens fixed at step s = keep_n[s-1] - keep_n[s], with keep_n[-1] = vq_len."""
+    keep = np.maximum(np.floor(np.float32(vq_len) * dimoo_cosine_schedule(steps)), 1).astype(np.int64)
+    keep[-1] = 0
+    return keep
+
+
+def dimoo_mask_ratios(steps: int, vq_len: int) -> np.ndarray:
+    """Masked fraction at the start of each step (float32, length `steps`): 1, then keep_n[s-1] / vq_len.
+
+    This is the shortcut's `mask_ratio` input at step s (unknown_cnt / vq_len in the original)."""
+    before = np.concatenate([[vq_len], dimoo_keep_n(steps, vq_len)[:-1]])
+    return before.astype(np.float32) / np.float32(vq_len)
+
+
+def cache_refresh_plan(steps: int, warmup_ratio: float = 0.3, refresh_interval: int = 5) -> np.ndarray:
+    """ML-Cache full steps (bool, length `steps`): s <= int(steps * warmup_ratio) or (s - warmup) % interval == 0.
+
+    N=64 with the defaults: steps 0..19, 24, 29, ..., 59 (28 full steps)."""
+    if refresh_interval < 1:
+        raise ValueError(f"refresh_interval must be >= 1, got {refresh_interval}")
+    if not 0.0 <= warmup_ratio <= 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1], got {warmup_ratio}")
+    warmup = int(steps * warmup_ratio)
+    s = np.arange(steps)
+    return (s <= warmup) | ((s - warmup) % refresh_interval == 0)
+
+
+def dimoo_step_kinds(mode: str, steps: int, budget: int | None = None, warmup_ratio: float = 0.3,
+                     refresh_interval: int = 5) -> np.ndarray:
+    """Per-step kind for a DiMOO sampling mode: `step_kinds` for vanilla / shortcut / reuse; for 'cache'
+    FULL on the ML-Cache refresh steps and CHEAP (partial recompute) elsewhere."""
+    if mode == "cache":
+        return np.where(cache_refresh_plan(steps, warmup_ratio, refresh_interval), FULL, CHEAP).astype(np.int32)
+    if mode not in ("vanilla", "shortcut", "reuse"):
+        raise ValueError(f"unknown mode {mode!r}; choose vanilla, shortcut, reuse or cache")
+    return step_kinds(mode, steps, budget)

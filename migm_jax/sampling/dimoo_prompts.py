@@ -1,0 +1,201 @@
+"""Lumina-DiMOO text-to-image prompts: special token ids, prompt templates and static-shape sequence batches.
+
+A cond sequence is `cond prompt ids (P) + image region`, the uncond sequence `uncond prompt ids (U) + image
+region`, where the image region is [BOA, BOI] + gh rows of (gw MASK ids, NEWLINE) + [EOI, EOA]
+(R = gh * (gw + 1) + 4 ids). Batches of prompts with different lengths are LEFT-padded so that the image
+region occupies the same columns in every row; padded columns are masked out as attention keys and the
+RoPE positions restart at 0 at each row's first real token, so every row sees exactly its unpadded sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Sequence
+
+import flax.struct
+import jax
+import numpy as np
+
+SYSTEM_PROMPT = "Generate an image according to the text prompt."
+UNCONDITION = "<uncondition>"
+PAD_ID = 0  # filler of padded columns; never attended to and never read back
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLayout:
+    """Special token ids of the LLaDA vocabulary and its text / image split (image code c has id text_vocab_size + c)."""
+
+    mask: int
+    newline: int
+    boa: int
+    eoa: int
+    boi: int
+    eoi: int
+    uncond: int
+    text_vocab_size: int
+    codebook_size: int
+
+    @classmethod
+    def real(cls) -> "TokenLayout":
+        """Lumina-DiMOO's ids (126356 text ids + 8192 image codes = 134548)."""
+        return cls(mask=126336, newline=126084, boa=126354, eoa=126355, boi=126349, eoi=126350, uncond=126351,
+                   text_vocab_size=126356, codebook_size=8192)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenLayout":
+        """From a dict with (at least) the field names; e.g. the fixtures' small layout. A 'vocab_size' entry
+        must equal text_vocab_size + codebook_size; other extra entries (e.g. 'eos') are ignored."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise ValueError(f"token layout lacks {', '.join(missing)}")
+        layout = cls(**{n: int(d[n]) for n in names})
+        if "vocab_size" in d and int(d["vocab_size"]) != layout.vocab_size:
+            raise ValueError(f"vocab_size {d['vocab_size']} != text_vocab_size + codebook_size ({layout.vocab_size})")
+        return layout
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_vocab_size + self.codebook_size
+
+
+def prompt_strings(prompt_text: str, system: str = SYSTEM_PROMPT) -> tuple[str, str]:
+    """(cond, uncond) strings: "<system>S</system><user>P</user>" with P = prompt_text verbatim or "<uncondition>"."""
+    head = "<system>" + system + "</system>" + "<user>"
+    return head + prompt_text + "</user>", head + UNCONDITION + "</user>"
+
+
+def image_region(grid: tuple[int, int], layout: TokenLayout) -> np.ndarray:
+    """The initial image region (R,) int64: [BOA, BOI] + gh x (gw MASK, NEWLINE) + [EOI, EOA]."""
+    gh, gw = grid
+    rows = np.full((gh, gw + 1), layout.mask, np.int64)
+    rows[:, -1] = layout.newline
+    return np.concatenate([[layout.boa, layout.boi], rows.reshape(-1), [layout.eoi, layout.eoa]]).astype(np.int64)
+
+
+def image_offsets(grid: tuple[int, int]) -> np.ndarray:
+    """Offsets (gh*gw,) of the image cells inside the region, row-major: 2 + r*(gw+1) + c."""
+    gh, gw = grid
+    return (2 + np.arange(gh)[:, None] * (gw + 1) + np.arange(gw)[None]).reshape(-1)
+
+
+def region_length(grid: tuple[int, int]) -> int:
+    return grid[0] * (grid[1] + 1) + 4
+
+
+def check_size(height: int, width: int, vae_scale: int = 16) -> tuple[int, int]:
+    """(gh, gw) = (height, width) // vae_scale; ValueError unless both are positive multiples of vae_scale."""
+    if height <= 0 or width <= 0 or height % vae_scale or width % vae_scale:
+        raise ValueError(f"image size {height}x{width} must be positive multiples of {vae_scale} (the VQ downsampling)")
+    return height // vae_scale, width // vae_scale
+
+
+@flax.struct.dataclass
+class PromptBatch:
+    """A batch of b cond/uncond sequences with static shapes (a pytree; `grid` is static).
+
+    cond_ids (b, Lc) int32: left-padded `cond prompt + image region`; cond_valid (b, Lc) bool: real tokens
+    (the attention key mask); cond_positions (b, Lc) int32: RoPE positions (0 at each row's first real token).
+    uncond_* (b, Lu): the same for `uncond prompt + image region`. prompt_len (b,) int32: P, the cond prompt
+    length of each row; the original's code_start is P + 2. The image region is the last R columns of both.
+    """
+
+    cond_ids: Any
+    cond_valid: Any
+    cond_positions: Any
+    uncond_ids: Any
+    uncond_valid: Any
+    uncond_positions: Any
+    prompt_len: Any
+    grid: tuple[int, int] = flax.struct.field(pytree_node=False)
+
+    @property
+    def n_img(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def cond_image_positions(self) -> np.ndarray:
+        """Columns (n_img,) of the image cells in the cond arrays (the same in every row)."""
+        return self.cond_ids.shape[1] - region_length(self.grid) + image_offsets(self.grid)
+
+    def uncond_image_positions(self) -> np.ndarray:
+        return self.uncond_ids.shape[1] - region_length(self.grid) + image_offsets(self.grid)
+
+    def code_start(self) -> Any:
+        """The original's code_start per row (b,): index of the first image cell in the unpadded cond sequence."""
+        return self.prompt_len + 2
+
+    @classmethod
+    def from_ids(cls, cond_prompts: Sequence[Sequence[int]], uncond_prompts: Sequence[Sequence[int]],
+                 grid: tuple[int, int], layout: TokenLayout, pad_to: Optional[int] = None) -> "PromptBatch":
+        """Builds the batch from token ids (numpy arrays). cond_prompts: b prompt id lists (no image region);
+        uncond_prompts: one list shared by all rows, or b lists. pad_to: minimum padded prompt length
+        (keeps shapes, hence compilations, fixed across batches)."""
+        if len(cond_prompts) == 0:
+            raise ValueError("no prompts given")
+        if len(uncond_prompts) and np.ndim(uncond_prompts[0]) == 0:
+            uncond_prompts = [uncond_prompts] * len(cond_prompts)
+        if len(uncond_prompts) != len(cond_prompts):
+            raise ValueError(f"{len(uncond_prompts)} uncond prompts for {len(cond_prompts)} cond prompts")
+        region = image_region(grid, layout)
+        c_ids, c_valid, c_pos, lens = _left_pad(cond_prompts, region, pad_to)
+        u_ids, u_valid, u_pos, _ = _left_pad(uncond_prompts, region, None)
+        return cls(c_ids, c_valid, c_pos, u_ids, u_valid, u_pos, lens, tuple(int(g) for g in grid))
+
+    def device_put(self, sharding: Optional[jax.sharding.Sharding] = None) -> "PromptBatch":
+        """The arrays on device (optionally with a batch sharding)."""
+        return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), self)
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], region: np.ndarray, pad_to: Optional[int]):
+    lens = np.asarray([len(p) for p in prompts], np.int32)
+    width = max(int(lens.max()), pad_to or 0)
+    b, total = len(prompts), width + len(region)
+    ids = np.full((b, total), PAD_ID, np.int32)
+    valid = np.zeros((b, total), bool)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):width] = np.asarray(p, np.int64)
+        valid[i, width - len(p):] = True
+    ids[:, width:] = region
+    pos = np.maximum(np.arange(total)[None] - (width - lens)[:, None], 0).astype(np.int32)
+    return ids, valid, pos, lens
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """The DiMOO tokenizer from a local directory (never the hub)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+
+
+def build_sequences(tokenizer, prompts: Sequence[str], height: int, width: int, layout: TokenLayout,
+                    vae_scale: int = 16, max_prompt_len: Optional[int] = None, pad_to: Optional[int] = None,
+                    system: str = SYSTEM_PROMPT) -> PromptBatch:
+    """Tokenizes t2i prompts (verbatim, as the original) into a left-padded `PromptBatch`.
+
+    tokenizer: a Hugging Face tokenizer (`tokenizer(s)["input_ids"]`, no BOS added, as DiMOO's).
+    max_prompt_len: the model's max_sequence_length; a cond prompt with more tokens is rejected (the image
+    region itself may exceed it: RoPE is computed for any length, as in the original).
+    Raises ValueError (one line) for an empty prompt, a too long prompt, a size that is not a multiple of
+    vae_scale, or a tokenizer whose '<uncondition>' id disagrees with the layout.
+    """
+    grid = check_size(height, width, vae_scale)
+    if len(prompts) == 0:
+        raise ValueError("no prompts given")
+    for i, p in enumerate(prompts):
+        if not p.strip():
+            raise ValueError(f"prompt {i} is empty")
+    cond, uncond = [], None
+    for i, p in enumerate(prompts):
+        c, u = prompt_strings(p, system)
+        ids = list(tokenizer(c)["input_ids"])
+        if max_prompt_len is not None and len(ids) > max_prompt_len:
+            raise ValueError(f"prompt {i} is {len(ids)} tokens with the template; the model accepts at most "
+                             f"{max_prompt_len} (max_sequence_length)")
+        cond.append(ids)
+        uncond = list(tokenizer(u)["input_ids"])
+    if layout.uncond not in uncond:
+        raise ValueError(f"the tokenizer does not map {UNCONDITION} to {layout.uncond}; wrong tokenizer or layout")
+    return PromptBatch.from_ids(cond, uncond, grid, layout, pad_to)

@@ -1,0 +1,118 @@
+"""DiMOO prompt templates and sequence layout, with a tiny word-level tokenizer built here."""
+
+import numpy as np
+import pytest
+
+from migm_jax.sampling.dimoo_prompts import (PromptBatch, TokenLayout, build_sequences, image_offsets, load_tokenizer,
+                                             prompt_strings)
+
+pytest.importorskip("transformers")
+
+SPECIALS = ["<system>", "</system>", "<user>", "</user>", "<uncondition>"]
+WORDS = ["Generate", "an", "image", "according", "to", "the", "text", "prompt", ".", "a", "red", "cube", "on",
+         "blue", "table", "photo", "of", "bench"]
+SMALL = {"text_vocab_size": 512, "codebook_size": 256, "vocab_size": 768, "mask": 492, "newline": 240, "boa": 510,
+         "eoa": 511, "boi": 505, "eoi": 506, "uncond": 507, "eos": 237}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    """WordLevel tokenizer: words get ids 3.., the specials 500..504 except <uncondition> = 507; saved and reloaded."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, **{w: 3 + i for i, w in enumerate(WORDS)},
+             **{s: 500 + i for i, s in enumerate(SPECIALS[:4])}, "<uncondition>": 507}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", additional_special_tokens=SPECIALS)
+    path = tmp_path_factory.mktemp("tok")
+    fast.save_pretrained(path)
+    return load_tokenizer(str(path))
+
+
+def original_layout(tokenizer, prompt, h, w, L):
+    """The original infer.py recipe, written out with plain lists."""
+    cond, uncond = prompt_strings(prompt)
+    c, u = tokenizer(cond)["input_ids"], tokenizer(uncond)["input_ids"]
+    gh, gw = h // 16, w // 16
+    img = []
+    for _ in range(gh):
+        img += [L.mask] * gw + [L.newline]
+    return c + [L.boa, L.boi] + img + [L.eoi, L.eoa], u, len(c) + 2
+
+
+def test_templates_are_the_originals():
+    c, u = prompt_strings("A photo of a bench.")
+    assert c == "<system>Generate an image according to the text prompt.</system><user>A photo of a bench.</user>"
+    assert u == "<system>Generate an image according to the text prompt.</system><user><uncondition></user>"
+
+
+def test_real_and_small_layouts():
+    real = TokenLayout.real()
+    assert (real.mask, real.newline, real.boa, real.eoa, real.boi, real.eoi, real.uncond) == \
+        (126336, 126084, 126354, 126355, 126349, 126350, 126351)
+    assert real.vocab_size == 134548
+    small = TokenLayout.from_dict(SMALL)
+    assert small.mask == 492 and small.vocab_size == 768
+    with pytest.raises(ValueError, match="vocab_size 700"):
+        TokenLayout.from_dict(dict(SMALL, vocab_size=700))
+    with pytest.raises(ValueError, match="lacks boi"):
+        TokenLayout.from_dict({k: v for k, v in SMALL.items() if k != "boi"})
+
+
+def test_tokenizer_no_bos_and_uncond_ids(tokenizer):
+    _, u = prompt_strings("x")
+    ids = tokenizer(u)["input_ids"]
+    assert ids == [500, 3, 4, 5, 6, 7, 8, 9, 10, 11, 501, 502, 507, 503]  # 14 ids like the real uncond prompt
+
+
+def test_batch_layout_matches_the_original(tokenizer):
+    L = TokenLayout.from_dict(SMALL)
+    prompts = ["a red cube on a blue table", "a photo of a bench ."]
+    batch = build_sequences(tokenizer, prompts, 48, 64, L)
+    assert batch.grid == (3, 4)
+    for i, p in enumerate(prompts):
+        ids, uncond, code_start = original_layout(tokenizer, p, 48, 64, L)
+        valid = np.asarray(batch.cond_valid[i])
+        assert np.asarray(batch.cond_ids[i])[valid].tolist() == ids
+        assert np.asarray(batch.cond_positions[i])[valid].tolist() == list(range(len(ids)))
+        assert int(batch.code_start()[i]) == code_start
+        assert valid.tolist() == [False] * (len(valid) - len(ids)) + [True] * len(ids)  # left padding
+        # the image cells: the original's code_start .. L-2 without newlines
+        pos = batch.cond_image_positions()
+        seq = np.asarray(batch.cond_ids[i])
+        assert (seq[pos] == L.mask).all()
+        cells = [j for j in range(code_start, len(ids) - 2) if ids[j] != L.newline]
+        assert (pos - (len(valid) - len(ids))).tolist() == cells
+        # uncond = uncond prompt + x[code_start - 2:]
+        assert np.asarray(batch.uncond_ids[i]).tolist() == uncond + ids[code_start - 2:]
+        assert np.asarray(batch.uncond_valid[i]).all()
+        assert (np.asarray(batch.uncond_ids[i])[batch.uncond_image_positions()] == L.mask).all()
+    assert image_offsets((3, 4)).tolist() == [2, 3, 4, 5, 7, 8, 9, 10, 12, 13, 14, 15]
+
+
+def test_pad_to_fixes_the_shape(tokenizer):
+    L = TokenLayout.from_dict(SMALL)
+    a = build_sequences(tokenizer, ["a red cube"], 32, 32, L, pad_to=30)
+    assert a.cond_ids.shape == (1, 30 + 2 * 3 + 4)
+    b = PromptBatch.from_ids([[1, 2, 3]], [[7, 8]], (2, 2), L)
+    assert b.cond_ids.shape == (1, 3 + 10) and b.uncond_ids.shape == (1, 2 + 10)
+
+
+@pytest.mark.parametrize("prompts,h,w,kw,msg", [
+    (["ok", "  "], 32, 32, {}, "prompt 1 is empty"),
+    ([""], 32, 32, {}, "prompt 0 is empty"),
+    ([], 32, 32, {}, "no prompts given"),
+    (["a red cube"], 40, 32, {}, r"image size 40x32 must be positive multiples of 16"),
+    (["a red cube"], 32, 0, {}, "must be positive multiples"),
+    (["a red cube on a blue table"], 32, 32, {"max_prompt_len": 19}, r"prompt 0 is 20 tokens .* at most 19"),
+])
+def test_errors(tokenizer, prompts, h, w, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        build_sequences(tokenizer, prompts, h, w, TokenLayout.from_dict(SMALL), **kw)
+
+
+def test_wrong_layout_is_detected(tokenizer):
+    with pytest.raises(ValueError, match="does not map <uncondition> to 126351"):
+        build_sequences(tokenizer, ["a red cube"], 32, 32, TokenLayout.real())
