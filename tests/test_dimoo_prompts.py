@@ -74,21 +74,17 @@ def test_batch_layout_matches_the_original(tokenizer):
     assert batch.grid == (3, 4)
     for i, p in enumerate(prompts):
         ids, uncond, code_start = original_layout(tokenizer, p, 48, 64, L)
-        valid = np.asarray(batch.cond_valid[i])
-        assert np.asarray(batch.cond_ids[i])[valid].tolist() == ids
-        assert np.asarray(batch.cond_positions[i])[valid].tolist() == list(range(len(ids)))
-        assert int(batch.code_start()[i]) == code_start
-        assert valid.tolist() == [False] * (len(valid) - len(ids)) + [True] * len(ids)  # left padding
-        # the image cells: the original's code_start .. L-2 without newlines
-        pos = batch.cond_image_positions()
-        seq = np.asarray(batch.cond_ids[i])
-        assert (seq[pos] == L.mask).all()
-        cells = [j for j in range(code_start, len(ids) - 2) if ids[j] != L.newline]
-        assert (pos - (len(valid) - len(ids))).tolist() == cells
+        n = len(ids)
+        assert np.asarray(batch.cond_ids[i])[:n].tolist() == ids
+        assert np.asarray(batch.cond_valid[i]).tolist() == [True] * n + [False] * (batch.cond_ids.shape[1] - n)
+        assert int(batch.prompt_len[i]) + 2 == code_start
+        # the image cells: the original's x[code_start : L-2] without newlines, row-major
+        cells = [j for j in range(code_start, n - 2) if ids[j] != L.newline]
+        assert np.asarray(batch.cond_image_positions()[i]).tolist() == cells
         # uncond = uncond prompt + x[code_start - 2:]
         assert np.asarray(batch.uncond_ids[i]).tolist() == uncond + ids[code_start - 2:]
-        assert np.asarray(batch.uncond_valid[i]).all()
-        assert (np.asarray(batch.uncond_ids[i])[batch.uncond_image_positions()] == L.mask).all()
+        assert np.asarray(batch.uncond_valid[i]).all() and int(batch.uncond_len[i]) == len(uncond)
+        assert (np.asarray(batch.uncond_ids[i])[np.asarray(batch.uncond_image_positions()[i])] == L.mask).all()
     assert image_offsets((3, 4)).tolist() == [2, 3, 4, 5, 7, 8, 9, 10, 12, 13, 14, 15]
 
 

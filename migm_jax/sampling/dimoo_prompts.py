@@ -2,9 +2,9 @@
 
 A cond sequence is `cond prompt ids (P) + image region`, the uncond sequence `uncond prompt ids (U) + image
 region`, where the image region is [BOA, BOI] + gh rows of (gw MASK ids, NEWLINE) + [EOI, EOA]
-(R = gh * (gw + 1) + 4 ids). Batches of prompts with different lengths are LEFT-padded so that the image
-region occupies the same columns in every row; padded columns are masked out as attention keys and the
-RoPE positions restart at 0 at each row's first real token, so every row sees exactly its unpadded sequence.
+(R = gh * (gw + 1) + 4 ids). Batches of prompts with different lengths are RIGHT-padded: every
+row keeps its own positions 0..L_i-1 (the RoPE positions of the unpadded run), padded columns are masked
+out as attention keys, and the image cells of row i sit at columns P_i + 2 + offsets.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import dataclasses
 from typing import Any, Optional, Sequence
 
 import flax.struct
-import jax
 import numpy as np
 
 SYSTEM_PROMPT = "Generate an image according to the text prompt."
@@ -97,42 +96,38 @@ def check_size(height: int, width: int, vae_scale: int = 16) -> tuple[int, int]:
 class PromptBatch:
     """A batch of b cond/uncond sequences with static shapes (a pytree; `grid` is static).
 
-    cond_ids (b, Lc) int32: left-padded `cond prompt + image region`; cond_valid (b, Lc) bool: real tokens
-    (the attention key mask); cond_positions (b, Lc) int32: RoPE positions (0 at each row's first real token).
-    uncond_* (b, Lu): the same for `uncond prompt + image region`. prompt_len (b,) int32: P, the cond prompt
-    length of each row; the original's code_start is P + 2. The image region is the last R columns of both.
+    cond_ids (b, Lc) int32: right-padded `cond prompt + image region`; cond_valid (b, Lc) bool: real tokens
+    (the attention key mask). uncond_ids / uncond_valid (b, Lu): the same for `uncond prompt + image region`.
+    prompt_len (b,) int32: P, the cond prompt length of each row (the original's code_start is P + 2);
+    uncond_len (b,) int32: U.
     """
 
     cond_ids: Any
     cond_valid: Any
-    cond_positions: Any
     uncond_ids: Any
     uncond_valid: Any
-    uncond_positions: Any
     prompt_len: Any
+    uncond_len: Any
     grid: tuple[int, int] = flax.struct.field(pytree_node=False)
 
     @property
     def n_img(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def cond_image_positions(self) -> np.ndarray:
-        """Columns (n_img,) of the image cells in the cond arrays (the same in every row)."""
-        return self.cond_ids.shape[1] - region_length(self.grid) + image_offsets(self.grid)
+    def cond_image_positions(self) -> Any:
+        """Columns (b, n_img) of the image cells in the cond arrays, row-major over the grid."""
+        return self.prompt_len[:, None] + image_offsets(self.grid)[None]
 
-    def uncond_image_positions(self) -> np.ndarray:
-        return self.uncond_ids.shape[1] - region_length(self.grid) + image_offsets(self.grid)
-
-    def code_start(self) -> Any:
-        """The original's code_start per row (b,): index of the first image cell in the unpadded cond sequence."""
-        return self.prompt_len + 2
+    def uncond_image_positions(self) -> Any:
+        """Columns (b, n_img) of the image cells in the uncond arrays."""
+        return self.uncond_len[:, None] + image_offsets(self.grid)[None]
 
     @classmethod
     def from_ids(cls, cond_prompts: Sequence[Sequence[int]], uncond_prompts: Sequence[Sequence[int]],
                  grid: tuple[int, int], layout: TokenLayout, pad_to: Optional[int] = None) -> "PromptBatch":
-        """Builds the batch from token ids (numpy arrays). cond_prompts: b prompt id lists (no image region);
-        uncond_prompts: one list shared by all rows, or b lists. pad_to: minimum padded prompt length
-        (keeps shapes, hence compilations, fixed across batches)."""
+        """Builds the batch (numpy arrays) from token ids. cond_prompts: b prompt id lists (without the image
+        region); uncond_prompts: one id list shared by all rows, or b lists. pad_to: minimum padded prompt
+        length (keeps shapes, hence compilations, fixed across batches)."""
         if len(cond_prompts) == 0:
             raise ValueError("no prompts given")
         if len(uncond_prompts) and np.ndim(uncond_prompts[0]) == 0:
@@ -140,27 +135,22 @@ class PromptBatch:
         if len(uncond_prompts) != len(cond_prompts):
             raise ValueError(f"{len(uncond_prompts)} uncond prompts for {len(cond_prompts)} cond prompts")
         region = image_region(grid, layout)
-        c_ids, c_valid, c_pos, lens = _left_pad(cond_prompts, region, pad_to)
-        u_ids, u_valid, u_pos, _ = _left_pad(uncond_prompts, region, None)
-        return cls(c_ids, c_valid, c_pos, u_ids, u_valid, u_pos, lens, tuple(int(g) for g in grid))
-
-    def device_put(self, sharding: Optional[jax.sharding.Sharding] = None) -> "PromptBatch":
-        """The arrays on device (optionally with a batch sharding)."""
-        return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), self)
+        c_ids, c_valid, c_len = _right_pad(cond_prompts, region, pad_to)
+        u_ids, u_valid, u_len = _right_pad(uncond_prompts, region, None)
+        return cls(c_ids, c_valid, u_ids, u_valid, c_len, u_len, tuple(int(g) for g in grid))
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], region: np.ndarray, pad_to: Optional[int]):
+def _right_pad(prompts: Sequence[Sequence[int]], region: np.ndarray, pad_to: Optional[int]):
+    """(ids (b, W + R) int32, valid (b, W + R) bool, lengths (b,) int32) with W = max(longest prompt, pad_to)."""
     lens = np.asarray([len(p) for p in prompts], np.int32)
-    width = max(int(lens.max()), pad_to or 0)
-    b, total = len(prompts), width + len(region)
-    ids = np.full((b, total), PAD_ID, np.int32)
-    valid = np.zeros((b, total), bool)
+    total = max(int(lens.max()), pad_to or 0) + len(region)
+    ids = np.full((len(prompts), total), PAD_ID, np.int32)
+    valid = np.zeros((len(prompts), total), bool)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p):width] = np.asarray(p, np.int64)
-        valid[i, width - len(p):] = True
-    ids[:, width:] = region
-    pos = np.maximum(np.arange(total)[None] - (width - lens)[:, None], 0).astype(np.int32)
-    return ids, valid, pos, lens
+        ids[i, :len(p)] = np.asarray(p, np.int64)
+        ids[i, len(p):len(p) + len(region)] = region
+        valid[i, :len(p) + len(region)] = True
+    return ids, valid, lens
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -173,7 +163,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 def build_sequences(tokenizer, prompts: Sequence[str], height: int, width: int, layout: TokenLayout,
                     vae_scale: int = 16, max_prompt_len: Optional[int] = None, pad_to: Optional[int] = None,
                     system: str = SYSTEM_PROMPT) -> PromptBatch:
-    """Tokenizes t2i prompts (verbatim, as the original) into a left-padded `PromptBatch`.
+    """Tokenizes t2i prompts (verbatim, as the original) into a right-padded `PromptBatch`.
 
     tokenizer: a Hugging Face tokenizer (`tokenizer(s)["input_ids"]`, no BOS added, as DiMOO's).
     max_prompt_len: the model's max_sequence_length; a cond prompt with more tokens is rejected (the image
