@@ -1,0 +1,151 @@
+"""Training configuration: a frozen dataclass, Python config files, `--set key=value` overrides.
+
+A config file is a Python file defining `get_config() -> TrainConfig`. Overrides name a field
+(`lr=3e-4`) or a key inside a dict field (`teacher.hidden=64`); values are Python literals, anything
+that is not a literal is taken as a string. Every problem raises ConfigError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import os
+from typing import Any, Optional, Sequence
+
+FAMILIES = ("maskgit", "dimoo")
+
+
+class ConfigError(ValueError):
+    """A config file, override or workdir that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs. Defaults are the original MaskGIT recipe (README command)."""
+
+    family: str = "maskgit"
+    # Models. teacher_weights: a weights dir (convert_weights.py); None = randomly initialised teacher
+    # built from `teacher` (module config fields). `shortcut`: shortcut module config fields (its
+    # feature width is taken from the teacher). init_shortcut: weights dir whose shortcut starts training.
+    teacher_weights: Optional[str] = None
+    teacher: dict = dataclasses.field(default_factory=dict)
+    shortcut: dict = dataclasses.field(default_factory=lambda: {"heads": 16, "n_block": 1, "bottleneck_ratio": 2})
+    init_shortcut: Optional[str] = None
+    sampling: dict = dataclasses.field(default_factory=dict)  # sampler settings of the trajectories (steps, cfg_w, ...)
+    compute_dtype: str = "bfloat16"  # shortcut compute; params stay float32
+    teacher_dtype: str = "bfloat16"  # teacher compute (online trajectories, rollout targets)
+    # Data. data_dir: TFDS trajectories written by `python -m migm_jax.training.makedata`; None = online.
+    data_dir: Optional[str] = None
+    train_split: str = "train"
+    val_split: str = "val"
+    online_images: int = 8  # images per online pool (2 trajectories each: cond, uncond)
+    online_reuse: int = 4  # micro-batches drawn from one pool before the teacher makes the next
+    val_images: int = 4  # online mode: images of the fixed validation pool
+    val_batches: int = 8  # disk mode: validation batches (from the start of the val split)
+    # Optimisation (original: AdamW 1e-4, wd 1e-2, EMA 0.9999, global batch 4, step decay at 1000).
+    batch_size: int = 4  # global samples per micro-batch
+    accum_steps: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    step_decay: bool = True
+    decay_at: int = 1000
+    decay_gamma: float = 0.1
+    ema_decay: float = 0.9999
+    mse_weight: float = 1.0
+    kl_weight: float = 0.0
+    temperature: float = 1.0
+    log_kl: bool = True  # compute the KL terms for logging even when kl_weight == 0 (as the original)
+    max_rollout_step: int = 1
+    rollout_switch_interval: int = 1000
+    total_steps: int = 100_000
+    seed: int = 42
+    # Devices, checkpoints, logging.
+    mesh_fsdp: int = 1  # params, optimizer state and teacher sharded over this many devices
+    ckpt_every: int = 1000
+    keep_ckpts: int = 3
+    async_ckpt: bool = True
+    val_every: int = 0  # 0: no validation during training
+
+    def validate(self) -> None:
+        """Raises ConfigError for values that cannot work."""
+        def need(ok: bool, msg: str):
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.family in FAMILIES, f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        need(self.teacher_weights is not None or bool(self.teacher),
+             "set teacher_weights (a converted weights dir) or teacher (a random teacher's module config)")
+        for name in ("batch_size", "accum_steps", "online_images", "online_reuse", "val_images", "val_batches",
+                     "max_rollout_step", "rollout_switch_interval", "total_steps", "mesh_fsdp", "ckpt_every", "keep_ckpts"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        need(self.val_every >= 0, f"val_every must be >= 0, got {self.val_every}")
+        need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        for name in ("compute_dtype", "teacher_dtype"):
+            need(getattr(self, name) in ("float32", "bfloat16"), f"{name} must be float32 or bfloat16")
+        for name in ("data_dir", "teacher_weights", "init_shortcut"):
+            path = getattr(self, name)
+            need(path is None or os.path.isdir(path), f"{name}: no such directory: {path}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Runs the config file's `get_config()`, applies `key=value` overrides, validates."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"migm_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001  a broken config file is a user error: report it on one line
+        raise ConfigError(f"{path}: {type(e).__name__}: {e}") from None
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"{path} defines no get_config() function")
+    cfg = module.get_config()
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, expected TrainConfig")
+    cfg = apply_overrides(cfg, overrides)
+    cfg.validate()
+    return cfg
+
+
+def parse_value(text: str) -> Any:
+    """A Python literal if `text` is one, else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """Returns `cfg` with `field=value` / `dictfield.key=value` overrides applied."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        name, _, sub = key.strip().partition(".")
+        if name not in fields:
+            raise ConfigError(f"unknown config key {name!r} in --set {item}")
+        value = parse_value(text)
+        current = getattr(cfg, name)
+        if sub:
+            if not isinstance(current, dict):
+                raise ConfigError(f"config key {name!r} is not a dict; use --set {name}=value")
+            value = {**current, sub: value}
+        elif isinstance(current, bool) and not isinstance(value, bool):
+            raise ConfigError(f"--set {item}: {name} must be True or False")
+        elif isinstance(current, (int, float)) and not isinstance(current, bool):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"--set {item}: {name} must be a number")
+            if isinstance(current, int) and value != int(value):
+                raise ConfigError(f"--set {item}: {name} must be an integer")
+            value = type(current)(value)
+        cfg = dataclasses.replace(cfg, **{name: value})
+    return cfg

@@ -1,0 +1,77 @@
+"""Export of a trained (EMA) shortcut: a weights dir for sample.py and a PyTorch state dict (`.pth`)
+with the original key names, so the shortcut also loads in the original code (strict load_state_dict).
+
+The `.pth` mapping is the exact inverse of `migm_jax.convert.maskgit.shortcut_params`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import numpy as np
+
+from migm_jax.models.shortcut import MaskGITShortcutConfig
+from migm_jax.weights import save_weights
+
+
+def _linear(sd: dict, prefix: str, p: dict) -> None:
+    sd[f"{prefix}.weight"] = np.asarray(p["kernel"]).T
+    sd[f"{prefix}.bias"] = np.asarray(p["bias"])
+
+
+def _norm(sd: dict, prefix: str, p: dict) -> None:
+    sd[f"{prefix}.weight"] = np.asarray(p["scale"])
+    sd[f"{prefix}.bias"] = np.asarray(p["bias"])
+
+
+def maskgit_shortcut_state_dict(cfg: MaskGITShortcutConfig, params: dict) -> dict[str, np.ndarray]:
+    """Flax MaskGITShortcut params -> `maskgit-shortcut.pth` state dict (float32, PyTorch layouts)."""
+    sd: dict[str, np.ndarray] = collections.OrderedDict()
+    if cfg.bottleneck_ratio != 1:
+        for name in ("proj_in", "proj_out", "new_token_proj_in"):
+            _linear(sd, name, params[name])
+    for i in range(cfg.n_block):
+        block = params[f"blocks_{i}"]
+        for part in ("cross_attn", "self_attn"):
+            _norm(sd, f"blocks.{i}.{part}.norm", block[f"{part}_norm"])
+            qkv = block[part]
+            mha = f"blocks.{i}.{part}.fn.mha"
+            sd[f"{mha}.in_proj_weight"] = np.concatenate([np.asarray(qkv[n]["kernel"]).T for n in ("q", "k", "v")])
+            sd[f"{mha}.in_proj_bias"] = np.concatenate([np.asarray(qkv[n]["bias"]) for n in ("q", "k", "v")])
+            _linear(sd, f"{mha}.out_proj", qkv["out"])
+            _norm(sd, f"blocks.{i}.{part}_ff.norm", block[f"{part}_ff_norm"])
+            _linear(sd, f"blocks.{i}.{part}_ff.fn.net.0", block[f"{part}_ff"]["fc1"])
+            _linear(sd, f"blocks.{i}.{part}_ff.fn.net.3", block[f"{part}_ff"]["fc2"])
+    _norm(sd, "last_layer.0", params["last_ln_a"])
+    _linear(sd, "last_layer.1", params["last_dense"])
+    _norm(sd, "last_layer.3", params["last_ln_b"])
+    if cfg.embed_t:
+        _linear(sd, "time_embedder.mlp.0", params["time_embedder"]["mlp_0"])
+        _linear(sd, "time_embedder.mlp.2", params["time_embedder"]["mlp_2"])
+        _linear(sd, "adaLN_modulation", params["adaLN_modulation"])
+    return sd
+
+
+def save_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
+    """torch.save of the state dict as float32 tensors (needs torch: pip install 'migm-jax[torch]')."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("writing a .pth needs torch: pip install 'migm-jax[torch]' "
+                          "(the weights dir for sample.py was written without it)") from None
+    tensors = collections.OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v, np.float32))) for k, v in state_dict.items())
+    tmp = path + ".tmp"
+    torch.save(tensors, tmp)
+    os.replace(tmp, path)
+
+
+def export_shortcut(out_dir: str, family, base_configs: dict, base_params: dict, ema: dict) -> dict[str, str]:
+    """Writes `<out_dir>/weights` (base modules + the shortcut, loadable by sample.py) and
+    `<out_dir>/shortcut.pth`; returns the written paths."""
+    state_dicts = {"maskgit": maskgit_shortcut_state_dict}
+    weights = os.path.join(out_dir, "weights")
+    save_weights(weights, family.name, {**base_configs, "shortcut": family.shortcut.to_dict()}, {**base_params, "shortcut": ema})
+    pth = os.path.join(out_dir, "shortcut.pth")
+    save_pth(pth, state_dicts[family.name](family.shortcut, ema))
+    return {"weights": weights, "pth": pth}

@@ -1,0 +1,146 @@
+"""The training driver behind train.py: set up models, mesh, state, data; resume; train; export.
+
+One loop iteration is one optimizer step of `accum_steps` micro-batches; micro-batch m reads the
+data position m and the RNG key fold_in(key, m), so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from migm_jax.sharding import make_mesh
+from migm_jax.training.checkpoint import Checkpoints, abstract_like
+from migm_jax.training.config import ConfigError, TrainConfig
+from migm_jax.training.export import export_shortcut
+from migm_jax.training.metrics import MetricsLog
+from migm_jax.training.sources import make_source
+from migm_jax.training.state import init_state, make_optimizer
+from migm_jax.training.step import fsdp_sharding, make_eval_step, make_train_step, rollout_steps
+
+
+def build_family(cfg: TrainConfig):
+    """-> (family adaptor, teacher params, initial shortcut params or None, base configs, base params)."""
+    if cfg.family == "maskgit":
+        from migm_jax.training.maskgit_family import build_maskgit
+        return build_maskgit(cfg)
+    raise ConfigError(f"family {cfg.family!r} has no training adaptor yet")
+
+
+def check_workdir(workdir: str) -> None:
+    """Creates `workdir`; ConfigError if that or writing into it fails."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise ConfigError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything built from a config before the first step (shared by training and export)."""
+
+    cfg: TrainConfig
+    family: Any
+    mesh: Any
+    teacher: dict
+    teacher_sharding: Any
+    base_configs: dict
+    base_params: dict
+    tx: Any
+    state: Any
+    state_sharding: Any
+    position: int
+    checkpoints: Checkpoints
+
+
+def setup(cfg: TrainConfig, workdir: str) -> Run:
+    """Builds models, mesh and optimizer; restores the latest checkpoint of `workdir` or initialises."""
+    check_workdir(workdir)
+    family, teacher, init_params, base_configs, base_params = build_family(cfg)
+    mesh = make_mesh(fsdp=cfg.mesh_fsdp)
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    if cfg.batch_size % shards or cfg.batch_size % jax.process_count():
+        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {shards} batch shards "
+                          f"and {jax.process_count()} processes")
+    teacher_sharding = fsdp_sharding(mesh, teacher)
+    teacher = jax.device_put(teacher, teacher_sharding)
+    tx = make_optimizer(cfg)
+    k_params, k_train = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    init_fn = lambda: init_state(family.init_shortcut(k_params) if init_params is None else init_params, tx, k_train)
+    abstract = jax.eval_shape(init_fn)
+    state_sharding = fsdp_sharding(mesh, abstract)
+    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), cfg.keep_ckpts, cfg.async_ckpt)
+    restored = checkpoints.restore(abstract_like(abstract, state_sharding))
+    if restored is None:
+        state, position = jax.jit(init_fn, out_shardings=state_sharding)(), 0
+    else:
+        state, meta = restored
+        position = meta["position"]
+    return Run(cfg, family, mesh, teacher, teacher_sharding, base_configs, base_params, tx, state, state_sharding,
+               position, checkpoints)
+
+
+def validate(run: Run, source, eval_step) -> dict:
+    """Mean of the EMA model's one-step metrics over the validation batches, keys prefixed 'val/'."""
+    rows = [jax.device_get(eval_step(run.state.ema, raw, run.teacher)) for raw in source.val_batches()]
+    return {f"val/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
+    """Trains to cfg.total_steps, resuming from the latest checkpoint in `workdir`; one metrics line per step."""
+    run = setup(cfg, workdir)
+    start = int(run.state.step)
+    if run.position != start * cfg.accum_steps:
+        raise ConfigError(f"checkpoint at step {start} has data position {run.position}; accum_steps changed?")
+    if start:
+        print(f"resumed from step {start} in {workdir}")
+    log = MetricsLog(workdir, start)
+    source = make_source(run.family, cfg, run.mesh, run.teacher, jax.random.PRNGKey(cfg.seed + 2))
+    steps, eval_step = {}, None
+    bar = tqdm(total=cfg.total_steps, initial=start, unit="step", disable=not progress or jax.process_index() != 0)
+    for step in range(start, cfg.total_steps):
+        t0, micro = time.perf_counter(), []
+        for a in range(cfg.accum_steps):
+            m = step * cfg.accum_steps + a
+            k = rollout_steps(m, cfg)
+            if k not in steps:
+                steps[k] = make_train_step(run.family, cfg, run.tx, run.mesh, run.state_sharding, run.teacher_sharding, k)
+            run.state, metrics = steps[k](run.state, source.batch(m), run.teacher, jnp.int32(m))
+            micro.append(metrics)
+        micro = jax.device_get(micro)
+        rate = cfg.batch_size * cfg.accum_steps / (time.perf_counter() - t0)
+        record = {"step": step + 1, **{k: float(np.mean([x[k] for x in micro])) for k in micro[0]}, "samples_per_s": rate}
+        if cfg.val_every and (step + 1) % cfg.val_every == 0:
+            if eval_step is None:
+                params_sharding = run.state_sharding.params
+                eval_step = make_eval_step(run.family, cfg, run.mesh, params_sharding, run.teacher_sharding)
+            record.update(validate(run, source, eval_step))
+        log.write(record)
+        bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
+        bar.update(1)
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.total_steps:
+            meta = {"position": (step + 1) * cfg.accum_steps, "config": cfg.to_dict()}
+            run.checkpoints.save(step + 1, run.state, meta)
+    bar.close()
+    run.checkpoints.close()
+    log.close()
+
+
+def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, str]:
+    """Writes the EMA shortcut of the latest checkpoint as a weights dir and a `.pth` (single process)."""
+    run = setup(cfg, workdir)
+    if run.checkpoints.latest_step() is None:
+        raise ConfigError(f"no checkpoint in {workdir}/checkpoints to export; train first")
+    ema = jax.device_get(run.state.ema)
+    run.checkpoints.close()
+    return export_shortcut(out_dir, run.family, run.base_configs, jax.device_get(run.base_params), ema)
