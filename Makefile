@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 sample: $(STAMP)
-	$(PY) sample.py --demo --out outputs/demo.png
+	$(PY) sample.py --demo --mode shortcut --steps 8 --budget 4 --labels 1 7 282 604 --out outputs/demo.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

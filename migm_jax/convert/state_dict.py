@@ -54,7 +54,8 @@ class StateDict:
         return out
 
     def conv(self, prefix: str) -> dict[str, np.ndarray]:
-        return {"kernel": self.get(f"{prefix}.weight").transpose(2, 3, 1, 0), "bias": self.get(f"{prefix}.bias")}
+        w = self.get(f"{prefix}.weight")
+        return {"kernel": w.transpose(2, 3, 1, 0) if w.ndim == 4 else w, "bias": self.get(f"{prefix}.bias")}
 
     def fused_qkv(self, prefix: str) -> dict[str, dict[str, np.ndarray]]:
         """Splits `nn.MultiheadAttention` parameters (rows q|k|v) into q/k/v/out Dense params."""
@@ -74,7 +75,7 @@ class StateDict:
                 lines.append(f"missing keys ({len(self.missing)}): {', '.join(self.missing[:20])}")
             if unexpected:
                 lines.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
-            lines.append("fix: pass the checkpoint this model family was trained with, or the matching --heads/config")
+            lines.append("fix: pass the checkpoint this model was built for (and its matching config)")
             raise CheckpointError("; ".join(lines))
 
 

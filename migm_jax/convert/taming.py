@@ -39,22 +39,16 @@ def config_from_yaml(yaml_path: str | os.PathLike) -> VQGANConfig:
     return VQGANConfig.from_dict(values)
 
 
-def _conv(sd: StateDict, prefix: str) -> dict:
-    """`sd.conv` that also survives a missing or non-4-D weight, so finish() / check_shapes name the key."""
-    w = sd.get(f"{prefix}.weight")
-    return {"kernel": w.transpose(2, 3, 1, 0) if w.ndim == 4 else w, "bias": sd.get(f"{prefix}.bias")}
-
-
 def _resnet(sd: StateDict, prefix: str, nin_shortcut: bool) -> dict:
-    p = {"norm1": sd.norm(f"{prefix}.norm1"), "conv1": _conv(sd, f"{prefix}.conv1"),
-         "norm2": sd.norm(f"{prefix}.norm2"), "conv2": _conv(sd, f"{prefix}.conv2")}
+    p = {"norm1": sd.norm(f"{prefix}.norm1"), "conv1": sd.conv(f"{prefix}.conv1"),
+         "norm2": sd.norm(f"{prefix}.norm2"), "conv2": sd.conv(f"{prefix}.conv2")}
     if nin_shortcut:
-        p["nin_shortcut"] = _conv(sd, f"{prefix}.nin_shortcut")
+        p["nin_shortcut"] = sd.conv(f"{prefix}.nin_shortcut")
     return p
 
 
 def _attn(sd: StateDict, prefix: str) -> dict:
-    return {"norm": sd.norm(f"{prefix}.norm"), **{n: _conv(sd, f"{prefix}.{n}") for n in ("q", "k", "v", "proj_out")}}
+    return {"norm": sd.norm(f"{prefix}.norm"), **{n: sd.conv(f"{prefix}.{n}") for n in ("q", "k", "v", "proj_out")}}
 
 
 def _mid(sd: StateDict, prefix: str) -> dict:
@@ -70,7 +64,7 @@ def _level(sd: StateDict, prefix: str, c_in: int, c_out: int, n_blocks: int, att
         if attn:
             p[f"attn_{j}"] = _attn(sd, f"{prefix}.attn.{j}")
     if resample:
-        p[resample] = {"conv": _conv(sd, f"{prefix}.{resample}.conv")}
+        p[resample] = {"conv": sd.conv(f"{prefix}.{resample}.conv")}
     return p
 
 
@@ -80,28 +74,28 @@ def vqgan_params(tensors: dict, cfg: VQGANConfig, source: str) -> dict:
     widths = [cfg.ch * m for m in cfg.ch_mult]
     last = len(widths) - 1
 
-    enc: dict[str, Any] = {"conv_in": _conv(sd, "encoder.conv_in")}
+    enc: dict[str, Any] = {"conv_in": sd.conv("encoder.conv_in")}
     res, c_in = cfg.resolution, cfg.ch
     for i, c_out in enumerate(widths):
         enc[f"down_{i}"] = _level(sd, f"encoder.down.{i}", c_in, c_out, cfg.num_res_blocks,
                                   res in cfg.attn_resolutions, None if i == last else "downsample")
         res, c_in = res // 2, c_out
     enc.update(mid=_mid(sd, "encoder.mid"), norm_out=sd.norm("encoder.norm_out"),
-               conv_out=_conv(sd, "encoder.conv_out"))
+               conv_out=sd.conv("encoder.conv_out"))
 
-    dec: dict[str, Any] = {"conv_in": _conv(sd, "decoder.conv_in"), "mid": _mid(sd, "decoder.mid")}
+    dec: dict[str, Any] = {"conv_in": sd.conv("decoder.conv_in"), "mid": _mid(sd, "decoder.mid")}
     res, c_in = cfg.resolution // cfg.downsample_factor, widths[-1]
     for i in reversed(range(len(widths))):
         dec[f"up_{i}"] = _level(sd, f"decoder.up.{i}", c_in, widths[i], cfg.num_res_blocks + 1,
                                 res in cfg.attn_resolutions, "upsample" if i else None)
         res, c_in = res * 2, widths[i]
-    dec.update(norm_out=sd.norm("decoder.norm_out"), conv_out=_conv(sd, "decoder.conv_out"))
+    dec.update(norm_out=sd.norm("decoder.norm_out"), conv_out=sd.conv("decoder.conv_out"))
 
     p = {
         "encoder": enc,
-        "quant_conv": _conv(sd, "quant_conv"),
+        "quant_conv": sd.conv("quant_conv"),
         "quantize": {"embedding": sd.get("quantize.embedding.weight")},
-        "post_quant_conv": _conv(sd, "post_quant_conv"),
+        "post_quant_conv": sd.conv("post_quant_conv"),
         "decoder": dec,
     }
     sd.finish()

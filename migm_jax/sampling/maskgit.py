@@ -17,6 +17,7 @@ import numpy as np
 
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
+from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.noise import JaxNoise
 from migm_jax.sampling.schedules import maskgit_schedule, step_kinds
@@ -108,7 +109,7 @@ class MaskGITModels:
 
     transformer: MaskTransformerConfig
     shortcut: Optional[MaskGITShortcutConfig] = None
-    vqgan: Optional["VQGANConfig"] = None  # noqa: F821  TEMP
+    vqgan: Optional[VQGANConfig] = None
     dtype: str = "float32"  # compute dtype of transformer and shortcut: float32 | bfloat16
     attention_impl: Optional[str] = None  # None (exact XLA) | 'cudnn' | 'xla'
     vqgan_dtype: str = "float32"
@@ -168,7 +169,6 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     codes = state["code"].reshape(b, tcfg.grid, tcfg.grid)
     result = {"codes": codes, "trace": trace}
     if decode:
-        from migm_jax.models.vqgan import VQGAN  # TEMP
         vq = VQGAN(models.vqgan, jnp.dtype(models.vqgan_dtype))
         result["images"] = vq.apply({"params": params["vqgan"]}, codes, method=VQGAN.decode_code)
     return result

@@ -1,0 +1,96 @@
+"""MaskGIT-Shortcut sampling speed at real size with random weights (GPU; `--quick` runs a tiny CPU check).
+
+Loop time = the sampling loop without the VQGAN decode (the original's timing boundary); the decode
+is timed separately and end-to-end = loop + decode. Compile time is reported separately and excluded.
+
+  python benchmarks/bench_maskgit.py --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
+from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
+from migm_jax.models.vqgan import VQGAN, VQGANConfig
+from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler
+
+CASES = [("vanilla", 32, None), ("shortcut", 32, 12), ("reuse", 32, 12), ("vanilla", 15, None), ("shortcut", 15, 5)]
+
+
+def random_params(models: MaskGITModels, image_size: int) -> dict:
+    t, s, v = models.transformer, models.shortcut, models.vqgan
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    codes, labels, feat = jnp.zeros((1, t.grid, t.grid), jnp.int32), jnp.zeros((1,), jnp.int32), jnp.zeros((1, t.seq_len, t.hidden))
+    return {
+        "transformer": jax.jit(MaskTransformer(t).init)(k[0], codes, labels, labels > 0)["params"],
+        "shortcut": jax.jit(MaskGITShortcut(s).init)(k[1], feat, feat, jnp.ones((1, t.seq_len), bool), jnp.ones((1,)))["params"],
+        "vqgan": jax.jit(VQGAN(v).init)(k[2], jnp.zeros((1, image_size, image_size, 3)))["params"],
+    }
+
+
+def timed(fn, *args, repeats: int) -> tuple[float, float]:
+    """(compile seconds, mean seconds per call after one warm-up call)."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(compiled(*args))
+    return compile_s, (time.perf_counter() - t0) / repeats
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny model, batch 2, CPU-friendly")
+    p.add_argument("--batches", type=int, nargs="+", default=[10, 50])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32 path)")
+    p.add_argument("--out", help="write the results as JSON")
+    args = p.parse_args()
+    attention = None if args.attention == "none" else args.attention
+    if args.quick:
+        t = MaskTransformerConfig(hidden=64, depth=2, heads=4, mlp_dim=128, grid=8)
+        s = MaskGITShortcutConfig(hidden=64, heads=4)
+        v = VQGANConfig(embed_dim=8, n_embed=1024, z_channels=16, ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                        attn_resolutions=(16,), resolution=32, in_channels=3, out_ch=3)
+        image_size, batches, attention = 16, [2], None
+    else:
+        t, s, v, image_size, batches = MaskTransformerConfig.preset("base"), MaskGITShortcutConfig(), VQGANConfig.f16_1024(), 512, args.batches
+    models = MaskGITModels(t, s, v, dtype="bfloat16", attention_impl=attention)
+    params = random_params(models, image_size)
+    device = jax.devices()[0].device_kind
+    rows = []
+    for b in batches:
+        labels, key = jnp.arange(b, dtype=jnp.int32) % 1000, jax.random.PRNGKey(1)
+        codes = jnp.zeros((b, t.grid, t.grid), jnp.int32)
+        dec_compile, dec_s = timed(lambda p, c: VQGAN(v).apply({"params": p}, c, method=VQGAN.decode_code),
+                                   params["vqgan"], codes, repeats=args.repeats)
+        print(f"batch {b}: VQGAN decode {dec_s:.4f} s (compile {dec_compile:.1f} s)", flush=True)
+        base = None
+        for mode, n, budget in CASES:
+            fn = build_sampler(models, MaskGITSampling(steps=n, mode=mode, budget=budget), decode=False)
+            compile_s, loop_s = timed(fn, params, labels, key, repeats=args.repeats)
+            base = loop_s if (mode, n) == ("vanilla", 32) else base
+            row = dict(batch=b, mode=mode, steps=n, budget=budget, loop_s=loop_s, end_to_end_s=loop_s + dec_s,
+                       images_per_s=b / (loop_s + dec_s), speedup_vs_vanilla32=base / loop_s if base else None,
+                       compile_s=compile_s, decode_s=dec_s)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = dict(device=device, date=datetime.date.today().isoformat(), jax=jax.__version__, rows=rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Convert released PyTorch checkpoints into a weights directory for sample.py.
+
+  python convert_weights.py maskgit --vit MaskGIT_ImageNet_512.pth --vqgan-dir VQGAN/ \
+      --shortcut maskgit-shortcut.pth --out weights/maskgit
+"""
+
+import argparse
+import sys
+
+from migm_jax.apps import maskgit
+from migm_jax.convert.state_dict import CheckpointError
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="family", required=True)
+    m = sub.add_parser("maskgit", help="MaskGIT transformer + taming VQGAN [+ shortcut]")
+    m.add_argument("--vit", required=True, help="MaskGIT_ImageNet_512.pth")
+    m.add_argument("--vqgan-dir", required=True, help="folder with last.ckpt and model.yaml")
+    m.add_argument("--shortcut", help="maskgit-shortcut.pth (optional)")
+    m.add_argument("--heads", type=int, default=16, help="attention heads of the transformer (not stored in the file)")
+    m.add_argument("--shortcut-heads", type=int, default=16, help="attention heads of the shortcut")
+    m.add_argument("--out", required=True, help="output weights directory")
+    args = p.parse_args(argv)
+    try:
+        maskgit.convert(args.vit, args.vqgan_dir, args.shortcut, args.out, args.heads, args.shortcut_heads)
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""MaskGIT-Shortcut glue for the CLIs: conversion of the released checkpoints, sampling to PNG."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from migm_jax.convert.maskgit import maskgit_shortcut, maskgit_transformer
+from migm_jax.convert.state_dict import CheckpointError
+from migm_jax.convert.taming import taming_vqgan
+from migm_jax.images import minmax_uint8, save_images
+from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
+from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
+from migm_jax.models.vqgan import VQGAN, VQGANConfig
+from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler, check_labels
+from migm_jax.weights import load_weights, read_config, save_weights
+
+FAMILY = "maskgit"
+
+
+def convert(vit: str, vqgan_dir: str, shortcut: str | None, out: str, heads: int = 16, shortcut_heads: int = 16) -> None:
+    """Converts MaskGIT_ImageNet_512.pth + VQGAN (last.ckpt, model.yaml) [+ maskgit-shortcut.pth] into `out`."""
+    parts = [("transformer", lambda: maskgit_transformer(vit, heads)),
+             ("vqgan", lambda: taming_vqgan(os.path.join(vqgan_dir, "last.ckpt"), os.path.join(vqgan_dir, "model.yaml")))]
+    if shortcut:
+        parts.append(("shortcut", lambda: maskgit_shortcut(shortcut, shortcut_heads)))
+    configs, params = {}, {}
+    for name, load in tqdm(parts, desc="converting", unit="part"):
+        cfg, params[name] = load()
+        configs[name] = cfg.to_dict()
+    check_compatible(MaskTransformerConfig.from_dict(configs["transformer"]), VQGANConfig.from_dict(configs["vqgan"]),
+                     MaskGITShortcutConfig.from_dict(configs["shortcut"]) if shortcut else None)
+    save_weights(out, FAMILY, configs, params)
+    print(f"wrote {out} ({', '.join(configs)})")
+
+
+def check_compatible(t: MaskTransformerConfig, v: VQGANConfig, s: MaskGITShortcutConfig | None) -> None:
+    """Raises CheckpointError when the three parts cannot work together."""
+    problems = []
+    if t.codebook_size != v.n_embed:
+        problems.append(f"transformer codebook {t.codebook_size} != VQGAN n_embed {v.n_embed}")
+    if s is not None and s.hidden != t.hidden:
+        problems.append(f"shortcut hidden {s.hidden} != transformer hidden {t.hidden}")
+    if problems:
+        raise CheckpointError("checkpoints do not fit together: " + "; ".join(problems))
+
+
+def demo_pipeline(seed: int = 0) -> tuple[MaskGITModels, dict]:
+    """A small randomly initialised transformer + shortcut + VQGAN (16x16 tokens, 64x64 images)."""
+    t = MaskTransformerConfig(hidden=64, depth=2, heads=4, mlp_dim=128, codebook_size=64, grid=16)
+    s = MaskGITShortcutConfig(hidden=64, heads=4)
+    v = VQGANConfig(embed_dim=8, n_embed=64, z_channels=16, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1,
+                    attn_resolutions=(16,), resolution=64, in_channels=3, out_ch=3)
+    keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+    codes, labels = jnp.zeros((1, t.grid, t.grid), jnp.int32), jnp.zeros((1,), jnp.int32)
+    feat = jnp.zeros((1, t.seq_len, t.hidden))
+    params = {
+        "transformer": MaskTransformer(t).init(keys[0], codes, labels, labels > 0)["params"],
+        "shortcut": MaskGITShortcut(s).init(keys[1], feat, feat, jnp.ones((1, t.seq_len), bool), jnp.ones((1,)))["params"],
+        "vqgan": VQGAN(v).init(keys[2], jnp.zeros((1, 64, 64, 3)))["params"],
+    }
+    return MaskGITModels(t, s, v), params
+
+
+def add_sample_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("MaskGIT")
+    g.add_argument("--labels", type=int, nargs="+", default=[1, 7, 282, 604, 724, 179, 681, 367, 850, 137],
+                   help="ImageNet class ids, one image each (default: the original infer.py batch)")
+    g.add_argument("--r-temp", type=float, default=7.0, help="gumbel scale of the confidence randomisation")
+    g.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature (multiplies the logits)")
+    g.add_argument("--schedule", default="arccos", help="root | linear | square | cosine | arccos")
+    g.add_argument("--randomize", default="linear", help="linear | warm_up | random | none")
+
+
+def sampling_from_args(args: argparse.Namespace) -> MaskGITSampling:
+    """Validated sampler settings (MaskGIT defaults: N=15, w=2.8)."""
+    sampling = MaskGITSampling(steps=args.steps or 15, mode=args.mode, budget=args.budget,
+                               cfg_w=2.8 if args.cfg is None else args.cfg,
+                               r_temp=args.r_temp, sm_temp=args.sm_temp, sched_mode=args.schedule,
+                               randomize=args.randomize)
+    sampling.validate()
+    return sampling
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    """Samples the requested labels in batches, prints compile and per-batch times, writes PNGs."""
+    sampling = sampling_from_args(args)
+    if args.demo:
+        print("DEMO: randomly initialised small model (no trained weights) - the images are noise-like by design")
+        models, params = demo_pipeline(args.seed)
+    else:
+        _, configs = read_config(args.weights)
+        check_labels(np.asarray(args.labels), MaskTransformerConfig.from_dict(configs["transformer"]).nclass)
+        if args.mode == "shortcut" and "shortcut" not in configs:
+            raise ValueError(f"{args.weights} holds no shortcut; convert with --shortcut or use --mode vanilla/reuse")
+        _, configs, params = load_weights(args.weights)
+        models = MaskGITModels(MaskTransformerConfig.from_dict(configs["transformer"]),
+                               MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
+                               VQGANConfig.from_dict(configs["vqgan"]))
+    models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention)
+    labels = np.asarray(args.labels, np.int32)
+    bs = args.batch_size or len(labels)
+    batches = [labels[i:i + bs] for i in range(0, len(labels), bs)]
+    fn = build_sampler(models, sampling)
+    key = jax.random.PRNGKey(args.seed)
+    pad = lambda x: np.pad(x, (0, bs - len(x)), mode="edge")
+    t0 = time.perf_counter()
+    compiled = fn.lower(params, jnp.asarray(pad(batches[0])), key).compile()
+    print(f"compile: {time.perf_counter() - t0:.2f} s")
+    images, times = [], []
+    for j, batch in enumerate(tqdm(batches, desc="sampling", unit="batch")):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(params, jnp.asarray(pad(batch)), jax.random.fold_in(key, j)))
+        times.append(time.perf_counter() - t0)
+        images.append(np.asarray(out["images"])[: len(batch)])
+    print(f"sampling: {np.mean(times):.3f} s per batch of {bs} ({len(batches)} batches, mode {sampling.mode}, "
+          f"N={sampling.steps}" + (f", B={sampling.budget})" if sampling.budget else ")"))
+    written = save_images(minmax_uint8(np.concatenate(images)), args.out, args.save_each)
+    print(f"wrote {written[0]}" + (f" and {len(written) - 1} images" if len(written) > 1 else ""))
+

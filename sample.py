@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Generate images with MaskGIT-Shortcut or Lumina-DiMOO-Shortcut weights converted by convert_weights.py.
+
+  python sample.py --weights W --labels 1 7 282 604 --steps 32 --budget 12 --mode shortcut --out samples.png
+  python sample.py --demo --out demo.png      # small random model, no weights needed
+"""
+
+import argparse
+import sys
+
+from migm_jax.apps import maskgit
+from migm_jax.convert.state_dict import CheckpointError
+from migm_jax.weights import read_config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", help="directory written by convert_weights.py (or by train.py export)")
+    p.add_argument("--demo", action="store_true", help="use a small randomly initialised MaskGIT model")
+    p.add_argument("--mode", default="vanilla", choices=["vanilla", "shortcut", "reuse", "cache"],
+                   help="vanilla: base model every step; shortcut/reuse: --budget full steps; cache: DiMOO ML-Cache")
+    p.add_argument("--steps", type=int, help="number of steps N (default 15 MaskGIT, 64 DiMOO)")
+    p.add_argument("--budget", type=int, help="full (base-model) steps B in shortcut/reuse mode, 2..N")
+    p.add_argument("--cfg", type=float, help="classifier-free guidance weight (default 2.8 MaskGIT, 4.0 DiMOO)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
+    p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
+    p.add_argument("--attention", default=None, choices=["cudnn", "xla"], help="fused attention kernel (GPU: cudnn)")
+    p.add_argument("--out", default="samples.png", help="PNG grid to write")
+    p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
+    maskgit.add_sample_args(p)
+    args = p.parse_args(argv)
+    if not args.demo and not args.weights:
+        p.error("give --weights DIR (converted weights) or --demo")
+    return args
+
+
+def check_budget(args: argparse.Namespace) -> None:
+    """Budget errors are known from the arguments alone: report them before touching any file."""
+    if args.mode in ("shortcut", "reuse"):
+        if args.budget is None or (args.steps is not None and not 2 <= args.budget <= args.steps):
+            raise ValueError(f"--budget must be in 2..steps ({args.steps or 'N'}) for mode {args.mode}, got {args.budget}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        check_budget(args)
+        family = "maskgit" if args.demo else read_config(args.weights)[0]
+        if family == "maskgit":
+            maskgit.run_sample(args)
+        else:
+            raise ValueError(f"unknown model family {family!r} in {args.weights}/config.json")
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
