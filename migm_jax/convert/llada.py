@@ -1,0 +1,207 @@
+"""Lumina-DiMOO / LLaDA HF checkpoint (config.json + safetensors) and DiMOO shortcut `.pth` converters.
+
+The backbone is read shard by shard: every key and shape is validated from the safetensors headers
+before any tensor data is read, then each tensor is read in the checkpoint's own dtype (bf16 stays
+bf16), transposed where PyTorch stores (out, in), optionally cast, and `jax.device_put` straight to
+its sharding, so the host never holds more than one tensor of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
+from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes
+from migm_jax.convert.torch_file import load_torch_file
+from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
+from migm_jax.models.llada import LLaDA, LLaDAConfig
+
+HF_PREFIX = "model.transformer."
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+_BLOCK_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
+
+Path = tuple[str, ...]
+Shardings = Union[Callable[[Path], Any], dict, None]
+
+
+def llada_key_map(cfg: LLaDAConfig) -> dict[str, tuple[Path, bool]]:
+    """HF key -> (Flax param path, transpose?) for every tensor of the backbone."""
+    t = ("transformer",)
+    m = {f"{HF_PREFIX}wte.weight": (t + ("wte", "embedding"), False),
+         f"{HF_PREFIX}ln_f.weight": (t + ("ln_f", "scale"), False),
+         f"{HF_PREFIX}ff_out.weight": (t + ("ff_out", "kernel"), True)}
+    for i in range(cfg.n_layers):
+        pre, blk = f"{HF_PREFIX}blocks.{i}.", t + (f"blocks_{i}",)
+        for norm in ("attn_norm", "ff_norm"):
+            m[f"{pre}{norm}.weight"] = (blk + (norm, "scale"), False)
+        for lin in _BLOCK_LINEARS:
+            m[f"{pre}{lin}.weight"] = (blk + (lin, "kernel"), True)
+    return m
+
+
+def llada_abstract_params(cfg: LLaDAConfig, param_dtype=jnp.float32) -> dict:
+    """Param tree of jax.ShapeDtypeStruct for `cfg` (no memory allocated)."""
+    ids = jnp.zeros((1, 2), jnp.int32)
+    return jax.eval_shape(lambda: LLaDA(cfg, param_dtype=param_dtype).init(jax.random.PRNGKey(0), ids))["params"]
+
+
+def _shard_files(model_dir: str) -> list[str]:
+    index = os.path.join(model_dir, INDEX_FILE)
+    if os.path.isfile(index):
+        with open(index) as f:
+            return sorted(set(json.load(f)["weight_map"].values()))
+    if os.path.isfile(os.path.join(model_dir, SINGLE_FILE)):
+        return [SINGLE_FILE]
+    raise FileNotFoundError(f"no {INDEX_FILE} or {SINGLE_FILE} in {model_dir}; is this a Lumina-DiMOO / LLaDA HF folder?")
+
+
+def _tree_get(tree: Any, path: Path) -> Any:
+    for p in path:
+        tree = tree[p]
+    return tree
+
+
+def _tree_set(tree: dict, path: Path, value: Any) -> None:
+    for p in path[:-1]:
+        tree = tree.setdefault(p, {})
+    tree[path[-1]] = value
+
+
+def _validate(files: dict[str, dict[str, tuple]], key_map: dict, expected: dict, source: str) -> None:
+    """Checks that the shards hold exactly the expected keys with the expected shapes; one error names all problems."""
+    seen: dict[str, str] = {}
+    dup = []
+    for fname, shapes in files.items():
+        for key in shapes:
+            if key in seen:
+                dup.append(f"{key} ({seen[key]}, {fname})")
+            seen[key] = fname
+    missing = sorted(set(key_map) - set(seen))
+    unexpected = sorted(set(seen) - set(key_map))
+    bad_shape = []
+    for key, fname in sorted(seen.items()):
+        if key in key_map:
+            path, transpose = key_map[key]
+            shape = tuple(files[fname][key])
+            got = shape[::-1] if transpose else shape
+            want = tuple(_tree_get(expected, path).shape)
+            if got != want:
+                bad_shape.append(f"{key}: {shape} != expected {want[::-1] if transpose else want}")
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("wrong shapes", bad_shape), ("keys in several shards", dup)):
+        if items:
+            problems.append(f"{label} ({len(items)}): {', '.join(items[:20])}")
+    if problems:
+        raise CheckpointError(f"{source}: checkpoint does not match config.json; " + "; ".join(problems))
+
+
+def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
+          shardings: Shardings = None) -> tuple[LLaDAConfig, dict]:
+    """Reads a Lumina-DiMOO / LLaDA HF folder -> (LLaDAConfig, params) for `LLaDA(cfg).apply({'params': params}, ...)`.
+
+    model_dir: config.json plus `model.safetensors.index.json` + shards, or a single `model.safetensors`.
+    dtype: cast every tensor to this dtype (None keeps the checkpoint's dtype, e.g. bf16).
+    shardings: None (default device), a pytree shaped like params with a jax.sharding.Sharding per leaf,
+    or a callable (param path tuple, e.g. ('transformer', 'blocks_0', 'q_proj', 'kernel')) -> Sharding.
+    Raises FileNotFoundError for a missing folder/file, CheckpointError (naming every offending key) for
+    missing/unexpected keys or wrong shapes, ValueError for an architecture this port does not implement.
+    """
+    model_dir = os.fspath(model_dir)
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"LLaDA checkpoint folder not found: {model_dir} (download Alpha-VLLM/Lumina-DiMOO first)")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"config.json missing in {model_dir}; is this a Lumina-DiMOO / LLaDA HF folder?")
+    with open(config_path) as f:
+        cfg = LLaDAConfig.from_hf_config(json.load(f))
+    fnames = _shard_files(model_dir)
+    for fname in fnames:
+        if not os.path.isfile(os.path.join(model_dir, fname)):
+            raise FileNotFoundError(f"shard {fname} listed in {INDEX_FILE} is missing in {model_dir}")
+
+    key_map = llada_key_map(cfg)
+    headers = {}
+    for fname in fnames:
+        with safe_open(os.path.join(model_dir, fname), framework="numpy") as f:
+            headers[fname] = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    _validate(headers, key_map, llada_abstract_params(cfg), model_dir)
+
+    params: dict = {}
+    for fname in tqdm(fnames, desc="LLaDA shards", unit="shard"):
+        with safe_open(os.path.join(model_dir, fname), framework="numpy") as f:
+            for key in headers[fname]:
+                path, transpose = key_map[key]
+                arr = f.get_tensor(key)
+                if transpose:
+                    arr = arr.T
+                if dtype is not None:
+                    arr = arr.astype(dtype)
+                if shardings is None:
+                    sharding = None
+                elif callable(shardings):
+                    sharding = shardings(path)
+                else:
+                    sharding = _tree_get(shardings, path)
+                _tree_set(params, path, jax.device_put(np.ascontiguousarray(arr), sharding))
+    return cfg, params
+
+
+def shortcut_config_from_state_dict(tensors: dict, base: LLaDAConfig) -> DiMOOShortcutConfig:
+    """Infers n_block, bottleneck ratio and embed_t from keys and shapes; the rest comes from `base`."""
+    if "proj_in.weight" in tensors:
+        width, d_model = tensors["proj_in.weight"].shape
+    elif "blocks.0.cross_attn.attn_norm.weight" in tensors:
+        width = d_model = tensors["blocks.0.cross_attn.attn_norm.weight"].shape[0]
+    else:
+        raise CheckpointError("shortcut checkpoint lacks proj_in / blocks.0 keys; is this a DiMOO shortcut .pth?")
+    if d_model != base.d_model:
+        raise CheckpointError(f"shortcut expects features of width {d_model}, the backbone config has d_model {base.d_model}")
+    if width % base.n_heads:
+        raise CheckpointError(f"shortcut width {width} is not divisible by the backbone's n_heads {base.n_heads}")
+    n_block = len({k.split(".")[1] for k in tensors if k.startswith("blocks.")})
+    return DiMOOShortcutConfig.from_llada(base, n_block=n_block, bottleneck_ratio=d_model / width,
+                                          embed_t="adaLN_modulation.weight" in tensors)
+
+
+def _llada_block(sd: StateDict, prefix: str) -> dict:
+    p = {norm: sd.norm(f"{prefix}.{norm}", bias=False) for norm in ("attn_norm", "ff_norm")}
+    p.update({lin: sd.linear(f"{prefix}.{lin}", bias=False) for lin in _BLOCK_LINEARS})
+    return p
+
+
+def shortcut_params(tensors: dict, cfg: DiMOOShortcutConfig, source: str) -> dict:
+    """Maps the MDMShortcut state dict 1:1 to the Flax params tree and checks every key and shape."""
+    sd = StateDict(tensors, source)
+    p: dict[str, Any] = {"ln_f": sd.norm("ln_f", bias=False)}
+    if cfg.width != cfg.d_model:
+        p.update(proj_in=sd.linear("proj_in"), proj_out=sd.linear("proj_out"),
+                 new_token_proj_in=sd.linear("new_token_proj_in"))
+    if cfg.embed_t:
+        p["time_embedder"] = {"mlp_0": sd.linear("time_embedder.mlp.0"), "mlp_2": sd.linear("time_embedder.mlp.2")}
+        p["adaLN_modulation"] = sd.linear("adaLN_modulation")
+    for i in range(cfg.n_block):
+        p[f"blocks_{i}"] = {part: _llada_block(sd, f"blocks.{i}.{part}") for part in ("cross_attn", "self_attn")}
+    sd.finish()
+    feat = jnp.zeros((1, 2, cfg.d_model), jnp.float32)
+    expected = jax.eval_shape(lambda: DiMOOShortcut(cfg).init(
+        jax.random.PRNGKey(0), feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,), jnp.float32)))["params"]
+    check_shapes(p, expected, source)
+    return p
+
+
+def dimoo_shortcut(path: str | os.PathLike, base_cfg: LLaDAConfig) -> tuple[DiMOOShortcutConfig, dict]:
+    """Reads a flat MDMShortcut state dict `.pth` (dimoo-shortcut.pth) -> (config, float32-as-stored params)."""
+    tensors = load_torch_file(path)
+    if not isinstance(tensors, dict) or not all(isinstance(v, np.ndarray) for v in tensors.values()):
+        raise CheckpointError(f"{path}: expected a flat state dict of tensors")
+    cfg = shortcut_config_from_state_dict(tensors, base_cfg)
+    return cfg, shortcut_params(tensors, cfg, str(path))
