@@ -1,0 +1,340 @@
+"""Lumina-DiMOO policy for the hybrid loop: CFG over two sequences, Gumbel-max sampling, random top-k re-masking.
+
+Per step s (the original's `generate_image_shortcut` / `generate_image`, batch-1 loop made static):
+  logits = (1 + cfg) * cond - cfg * uncond at the image cells (cond and uncond sequences have different
+  prompts, hence different lengths and positions; the image cells are aligned one-to-one);
+  sampled = argmax(logits / T + g), g = -log(-log(u + 1e-20) + 1e-20), u = uniform slot 0 (b, n_img, K);
+  confidence = log(max(p(sampled), 1e-20)) + T * g', g' from uniform slot 1 (b, n_img);
+  the keep_n[s] least confident still-masked cells stay masked, the other masked cells take `sampled`.
+Cells already decoded never change and are never re-masked. Everything is a mask over the full image
+region, so shapes are static and one program serves a whole configuration.
+
+Step kinds (`dimoo_step_kinds`): FULL runs LLaDA on both sequences. CHEAP is, per mode,
+  shortcut: DiMOOShortcut(prev feature, wte of the current tokens, new-token map, keep_n[s-1]/n_img);
+  reuse:    the previous feature unchanged;
+  cache:    ML-Cache partial recompute (`cached_forward`).
+
+Precision: LLaDA and the shortcut run in `DiMOOModels.dtype`; the CFG combination is done in that dtype
+(bf16 like the original), the sampling math (softmax, Gumbel, confidences) in float32 (the original does it
+in bf16 with bf16-quantised uniforms; its draws cannot be reproduced anyway).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
+from migm_jax.models.llada import LLaDA, LLaDAConfig
+from migm_jax.models.vqmodel import VQModelConfig
+from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
+from migm_jax.sampling.loop import hybrid_loop
+from migm_jax.sampling.maskgit import select_top_k
+from migm_jax.sampling.noise import JaxNoise
+from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
+
+MODES = ("vanilla", "shortcut", "reuse", "cache")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiMOOSampling:
+    """Sampler settings; defaults are the original's infer.py (N=64, cfg 4, temperature 1) and ML-Cache defaults."""
+
+    steps: int = 64
+    mode: str = "vanilla"  # vanilla | shortcut | reuse | cache
+    budget: Optional[int] = None  # full steps in shortcut / reuse mode
+    cfg_scale: float = 4.0  # 0 = no uncond branch (cond logits alone, as the original)
+    temperature: float = 1.0  # Gumbel scale of both the token sampling and the confidence; 0 = greedy
+    cache_ratio: float = 0.9  # ML-Cache: fraction of positions served from the cache on a partial step
+    refresh_interval: int = 5
+    warmup_ratio: float = 0.3
+    no_prompt: bool = False  # shortcut: do not mark the cond prompt as new tokens
+
+    def validate(self) -> None:
+        """Raises ValueError with a one-line explanation for an impossible configuration."""
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.mode in ("shortcut", "reuse") and (self.budget is None or not 2 <= self.budget <= self.steps):
+            raise ValueError(f"--budget must be in 2..steps ({self.steps}) for mode {self.mode}, got {self.budget}")
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg scale must be >= 0, got {self.cfg_scale}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.cache_ratio < 1.0:
+            raise ValueError(f"cache_ratio must be in (0, 1), got {self.cache_ratio}")
+        self.kinds()
+
+    def kinds(self) -> np.ndarray:
+        """(steps,) FULL / CHEAP per step."""
+        return dimoo_step_kinds(self.mode, self.steps, self.budget, self.warmup_ratio, self.refresh_interval)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiMOOModels:
+    """The modules of one DiMOO-Shortcut pipeline (shortcut / vq may be None)."""
+
+    llada: LLaDAConfig
+    layout: TokenLayout
+    shortcut: Optional[DiMOOShortcutConfig] = None
+    vq: Optional[VQModelConfig] = None
+    dtype: str = "bfloat16"  # compute dtype of LLaDA and the shortcut: bfloat16 | float32
+    attention_impl: Optional[str] = None  # None (exact XLA) | 'cudnn' | 'xla'
+    vq_dtype: str = "float32"
+
+    def validate(self, sampling: DiMOOSampling, decode: bool) -> None:
+        """Raises ValueError when the parts cannot serve `sampling`."""
+        lay = self.layout
+        if lay.vocab_size > self.llada.embedding_size:
+            raise ValueError(f"layout needs {lay.vocab_size} logit columns, LLaDA has {self.llada.embedding_size}")
+        if sampling.mode == "shortcut":
+            if self.shortcut is None:
+                raise ValueError("mode shortcut needs a shortcut model")
+            if self.shortcut.d_model != self.llada.d_model:
+                raise ValueError(f"shortcut width {self.shortcut.d_model} != LLaDA d_model {self.llada.d_model}")
+        if decode:
+            if self.vq is None:
+                raise ValueError("decoding images needs a VQ model config")
+            if self.vq.num_vq_embeddings != lay.codebook_size:
+                raise ValueError(f"VQ codebook {self.vq.num_vq_embeddings} != layout codebook {lay.codebook_size}")
+
+
+def gumbel_from_uniform(u: jax.Array) -> jax.Array:
+    """The original's gumbel_noise transform: -log(-log(u + 1e-20) + 1e-20), float32."""
+    u = u.astype(jnp.float32)
+    return -jnp.log(-jnp.log(u + 1e-20) + 1e-20)
+
+
+def gumbel_max_sample(logits: jax.Array, temperature: float, u: Optional[jax.Array]) -> jax.Array:
+    """argmax(logits / T + gumbel(u)) over the last axis (first index on ties); T = 0: plain argmax, u unused.
+
+    logits, u: (..., K) -> (...) int32."""
+    if temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jnp.argmax(logits / temperature + gumbel_from_uniform(u), axis=-1).astype(jnp.int32)
+
+
+def remask_confidence(probs: jax.Array, temperature: float, u: jax.Array) -> jax.Array:
+    """log(max(p, 1e-20)) + T * gumbel(u): (...) -> (...) float32 (higher = more confident)."""
+    return jnp.log(jnp.maximum(probs.astype(jnp.float32), 1e-20)) + temperature * gumbel_from_uniform(u)
+
+
+def mask_by_random_topk(keep_n: jax.Array, probs: jax.Array, temperature: float, u: jax.Array,
+                        candidates: Optional[jax.Array] = None) -> jax.Array:
+    """Which cells stay masked: the keep_n lowest `remask_confidence` among `candidates` (default: all).
+
+    keep_n: scalar or (b, 1); probs, u, candidates: (b, n). Returns (b, n) bool, True = stays masked;
+    non-candidates are never chosen. Ties: the higher position stays masked (PyTorch's topk order is
+    unspecified).
+    """
+    candidates = jnp.ones(probs.shape, bool) if candidates is None else candidates
+    conf = jnp.where(candidates, remask_confidence(probs, temperature, u), -jnp.inf)
+    n_fix = jnp.sum(candidates, axis=-1, keepdims=True) - keep_n
+    _, stay, _ = select_top_k(jnp.zeros(probs.shape, jnp.int32), candidates, jnp.zeros(probs.shape, jnp.int32),
+                              conf, n_fix)
+    return stay
+
+
+def dimoo_step(sampling: DiMOOSampling, keep_n: jax.Array, tokens: jax.Array, mask: jax.Array, logits: jax.Array,
+               step: jax.Array, key: jax.Array, noise, text_vocab_size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One DiMOO decision on the CFG-combined image logits.
+
+    tokens (b, n) int32 absolute ids of the image cells (MASK while masked); mask (b, n) bool; logits
+    (b, n, K) float32 (only masked rows matter); keep_n (N,) cells left masked after each step.
+    Draws `noise.uniform` slot 0 (b, n, K) (not when temperature is 0) and slot 1 (b, n).
+    Returns (tokens, mask, newly fixed map), all (b, n).
+    """
+    b, n, k = logits.shape
+    t = sampling.temperature
+    k_sample, k_mask = jax.random.split(jax.random.fold_in(key, step))
+    u_sample = None if t == 0 else noise.uniform(k_sample, step, (b, n, k), slot=0)
+    sampled = gumbel_max_sample(logits, t, u_sample)
+    probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), sampled[..., None], axis=-1)[..., 0]
+    conf = jnp.where(mask, remask_confidence(probs, t, noise.uniform(k_mask, step, (b, n), slot=1)), -jnp.inf)
+    n_fix = jnp.sum(mask, axis=-1, keepdims=True) - keep_n[step]
+    return select_top_k(tokens, mask, sampled + text_vocab_size, conf, n_fix)
+
+
+def new_token_maps(batch: PromptBatch, new_cells: jax.Array, no_prompt: bool = False) -> tuple[jax.Array, jax.Array]:
+    """The shortcut's new-token maps after a step: cond (b, Lc) = cells fixed at the step, plus the whole cond
+    prompt unless no_prompt; uncond (b, Lu) = the same cells at their uncond columns (its prompt is never new).
+    Special ids (BOA, BOI, NEWLINE, EOI, EOA) and padding are never new. new_cells: (b, n_img) bool."""
+    b, lc = batch.cond_ids.shape
+    rows = jnp.arange(b)[:, None]
+    cond = jnp.zeros((b, lc), bool).at[rows, batch.cond_image_positions()].set(new_cells)
+    if not no_prompt:
+        cond = cond | (jnp.arange(lc)[None] < batch.prompt_len[:, None])
+    uncond = jnp.zeros(batch.uncond_ids.shape, bool).at[rows, batch.uncond_image_positions()].set(new_cells)
+    return cond, uncond
+
+
+def quantile_linear(x: jax.Array, valid: jax.Array, q: float) -> jax.Array:
+    """torch.quantile(x[valid], q, interpolation='linear') per row in float32: x, valid (b, L) -> (b,)."""
+    x = x.astype(jnp.float32)
+    n = jnp.sum(valid, axis=-1)
+    srt = jnp.sort(jnp.where(valid, x, jnp.inf), axis=-1)
+    rank = jnp.float32(q) * (n - 1).astype(jnp.float32)
+    lo, hi = rank.astype(jnp.int32), jnp.ceil(rank).astype(jnp.int32)
+    below = jnp.take_along_axis(srt, lo[:, None], axis=-1)[:, 0]
+    above = jnp.take_along_axis(srt, hi[:, None], axis=-1)[:, 0]
+    w = rank - lo.astype(jnp.float32)
+    return jnp.where(w < 0.5, below + w * (above - below), above - (above - below) * (1 - w))
+
+
+def recompute_mask(logits: jax.Array, valid: jax.Array, compute_ratio: float) -> jax.Array:
+    """ML-Cache: positions whose max codebook logit is <= its `compute_ratio` quantile over the sequence.
+
+    logits (b, L, K) (every position, prompt and specials included), valid (b, L) -> (b, L) bool."""
+    conf = jnp.max(logits, axis=-1).astype(jnp.float32)
+    return (conf <= quantile_linear(conf, valid, compute_ratio)[:, None]) & valid
+
+
+def cached_forward(model: LLaDA, ids: jax.Array, valid: jax.Array, compute: jax.Array, hidden: list,
+                   text_vocab_size: int, codebook_size: int) -> tuple[jax.Array, list]:
+    """ML-Cache forward (`LLaDA.apply(..., method=cached_forward)`).
+
+    Every block attends with keys/values computed from its cached INPUT `hidden[l]` (b, L, d) except at
+    `compute` positions (b, L), which use the fresh residual stream; the cache is updated there. Caching
+    the block input instead of pre-RoPE k/v is equivalent (k, v are a deterministic function of it) and
+    costs half the memory. With compute all True this is the plain forward. Every position is computed
+    (shape-static, not faster): only the outputs at `compute` positions equal the original's partial call.
+    Returns (codebook logits (b, L, K) at every position, updated hidden list).
+    """
+    t = model.transformer
+    x = t.embed(ids)
+    positions = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
+    new_hidden = []
+    for block, h in zip(t.blocks, hidden):
+        h = jnp.where(compute[..., None], x, h)
+        new_hidden.append(h)
+        x = block(x, positions, kv=h, kv_positions=positions, key_mask=valid)
+    feat = t.ln_f(x).astype(t.dtype)
+    return t.image_logits(feat, text_vocab_size, codebook_size), new_hidden
+
+
+def _gather(x: jax.Array, pos: jax.Array) -> jax.Array:
+    """x (b, L, ...) at columns pos (b, n) -> (b, n, ...)."""
+    return jnp.take_along_axis(x, pos.reshape(pos.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, batch: PromptBatch, key: jax.Array,
+                 noise=JaxNoise(), decode: bool = True) -> dict:
+    """Generates one image per row of `batch` (traceable; use `build_sampler` for the compiled version).
+
+    params: {'llada': ..., 'shortcut': ... (shortcut mode), 'vq': ... (decode)}.
+    Returns {'codes': (b, gh, gw) int32 codebook indices, 'trace': {'tokens', 'mask'} (N, b, gh*gw) after
+    every step (tokens are absolute ids, MASK while masked), 'images': (b, H, W, 3) uint8 if decode}.
+    """
+    lay, dtype = models.layout, jnp.dtype(models.dtype)
+    llada = LLaDA(models.llada, dtype, models.attention_impl)
+    lp = {"params": params["llada"]}
+    b, n, steps = batch.cond_ids.shape[0], batch.n_img, sampling.steps
+    tv, kb = lay.text_vocab_size, lay.codebook_size
+    keep_n = jnp.asarray(dimoo_keep_n(steps, n), jnp.int32)
+    ratios = jnp.asarray(dimoo_mask_ratios(steps, n))
+    rows = jnp.arange(b)[:, None]
+    cpos, upos = batch.cond_image_positions(), batch.uncond_image_positions()
+    use_cfg = sampling.cfg_scale > 0
+    sides = [(batch.cond_ids, batch.cond_valid, cpos)]
+    if use_cfg:
+        sides.append((batch.uncond_ids, batch.uncond_valid, upos))
+
+    def sequences(tokens):
+        """[(ids, valid, image columns)] per side (cond[, uncond]) with the current tokens written in."""
+        return [(ids.at[rows, pos].set(tokens), valid, pos) for ids, valid, pos in sides]
+
+    def full(state, step):
+        return tuple(llada.apply(lp, ids, None, valid, method=LLaDA.features)
+                     for ids, valid, _ in sequences(state["tokens"]))
+
+    def shortcut(state, step):
+        sc = DiMOOShortcut(models.shortcut, dtype, models.attention_impl)
+        maps = new_token_maps(batch, state["new"], sampling.no_prompt)
+        ratio = jnp.broadcast_to(ratios[step], (b,))
+        return tuple(sc.apply({"params": params["shortcut"]}, feat, llada.apply(lp, ids, method=LLaDA.embed),
+                              new_map, ratio, valid)
+                     for (ids, valid, _), feat, new_map in zip(sequences(state["tokens"]), state["carry"], maps))
+
+    def reuse(state, step):
+        return state["carry"]
+
+    def cached(compute_fn):
+        def branch(state, step):
+            out = []
+            for (ids, valid, _), (hidden, logits) in zip(sequences(state["tokens"]), state["carry"]):
+                compute = compute_fn(logits, valid)
+                fresh, hidden = llada.apply(lp, ids, valid, compute, hidden, tv, kb, method=cached_forward)
+                out.append((hidden, jnp.where(compute[..., None], fresh, logits)))
+            return tuple(out)
+        return branch
+
+    def image_logits(carry):
+        """CFG-combined codebook logits at the image cells, (b, n, K) float32."""
+        if sampling.mode == "cache":
+            per_side = [_gather(logits, pos) for (_, logits), (_, _, pos) in zip(carry, sides)]
+        else:
+            per_side = [llada.apply(lp, _gather(feat, pos), tv, kb, method=LLaDA.image_logits)
+                        for feat, (_, _, pos) in zip(carry, sides)]
+        if not use_cfg:
+            return per_side[0].astype(jnp.float32)
+        s = sampling.cfg_scale
+        return ((1 + s) * per_side[0] - s * per_side[1]).astype(jnp.float32)
+
+    def update(state, carry, step):
+        tokens, mask, new = dimoo_step(sampling, keep_n, state["tokens"], state["mask"], image_logits(carry),
+                                       step, state["key"], noise, tv)
+        return dict(state, tokens=tokens, mask=mask, new=new, carry=carry), {"tokens": tokens, "mask": mask}
+
+    d = models.llada.d_model
+    if sampling.mode == "cache":
+        carry = tuple(([jnp.zeros(ids.shape + (d,), dtype)] * models.llada.n_layers, jnp.zeros(ids.shape + (kb,), dtype))
+                      for ids, _, _ in sides)
+        q = 1 - sampling.cache_ratio
+        branches = (cached(lambda logits, valid: valid), cached(lambda logits, valid: recompute_mask(logits, valid, q)))
+    else:
+        carry = tuple(jnp.zeros(ids.shape + (d,), dtype) for ids, _, _ in sides)
+        branches = (full, shortcut if sampling.mode == "shortcut" else reuse)
+    state = {
+        "tokens": jnp.full((b, n), lay.mask, jnp.int32),
+        "mask": jnp.ones((b, n), bool),
+        "new": jnp.zeros((b, n), bool),
+        "carry": carry,
+        "key": key,
+    }
+    state, trace = hybrid_loop(state, sampling.kinds(), branches, update)
+    codes = (state["tokens"] - tv).reshape(b, *batch.grid)
+    result = {"codes": codes, "trace": trace}
+    if decode:
+        from migm_jax.models.vqmodel import VQModel
+        from migm_jax.sampling.dimoo_image import codes_to_uint8
+
+        vq = VQModel(models.vq, jnp.dtype(models.vq_dtype))
+        result["images"] = codes_to_uint8(vq.apply({"params": params["vq"]}, codes, method=VQModel.decode_code))
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def build_sampler(models: DiMOOModels, sampling: DiMOOSampling, decode: bool = True,
+                  mesh: Optional[jax.sharding.Mesh] = None):
+    """One jitted sampler per configuration: fn(params, batch: PromptBatch, key[, noise]) -> dict.
+
+    One compilation per prompt-batch shape (batch size, padded lengths, grid). With a `mesh`, the batch
+    and the outputs are split over its ('data', 'fsdp') axes and the params keep the sharding they were
+    placed with (`migm_jax.sharding.shard_params` or `convert.llada(shardings=...)`); the sharded sampler
+    draws its own noise (fn(params, batch, key)).
+    """
+    sampling.validate()
+    models.validate(sampling, decode)
+    fn = functools.partial(sample_dimoo, models, sampling, decode=decode)
+    if mesh is None:
+        return jax.jit(fn)
+    from migm_jax.sharding import batch_sharding, replicated
+
+    fn = functools.partial(fn, noise=JaxNoise())
+    return jax.jit(fn, in_shardings=(None, batch_sharding(mesh), replicated(mesh)))
