@@ -105,19 +105,20 @@ class TrajectoryWriter:
             raise ValueError(f"split {self.split}: fewer trajectories written than announced")
 
     def finalize(self, meta: dict) -> None:
-        """Writes dataset_info.json / features.json for every split and migm_meta.json (process 0)."""
+        """Process 0, after every writer closed: writes dataset_info.json / features.json for all splits
+        and migm_meta.json (`meta` with this split's entry in meta['splits']; other splits are kept)."""
         tfds = _tfds()
         lengths = [n * self.steps for shards in self.plan for _, n in shards]
         splits = {self.split: tfds.core.SplitInfo(name=self.split, shard_lengths=lengths, num_bytes=0)}
         meta_path = os.path.join(self.dir, META_FILE)
         if os.path.exists(os.path.join(self.dir, "dataset_info.json")):
             old = tfds.builder_from_directory(self.dir).info
-            if old.features.to_json_content() != self.features.to_json_content():
-                raise ValueError(f"{self.dir} holds splits with other record shapes; use another data_dir")
-            splits = {**{s.name: s for s in old.splits.values()}, **splits}
             with open(meta_path) as f:
-                if json.load(f)["steps"] != meta["steps"]:
-                    raise ValueError(f"{self.dir} holds splits with another number of steps")
+                old_meta = json.load(f)
+            if old.features.to_json_content() != self.features.to_json_content() or old_meta["steps"] != meta["steps"]:
+                raise ValueError(f"{self.dir} holds splits with other record shapes or steps; use another data_dir")
+            splits = {**{s.name: s for s in old.splits.values()}, **splits}
+            meta = {**meta, "splits": {**old_meta["splits"], **meta["splits"]}}
         tfds.folder_dataset.write_metadata(data_dir=self.dir, features=self.features, split_infos=list(splits.values()),
                                            filename_template=TEMPLATE, check_data=False)
         with open(meta_path, "w") as f:

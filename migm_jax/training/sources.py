@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 from migm_jax.sharding import batch_sharding, replicated
 from migm_jax.training.config import ConfigError, TrainConfig
 from migm_jax.training.dataset import SampleOrder, TrajectoryReader
-from migm_jax.training.trajectories import gather_raw, samples_per_trajectory
+from migm_jax.training.trajectories import capture_fn, gather_raw, samples_per_trajectory
 
 PREFETCH = 2
 
@@ -68,29 +68,22 @@ class OnlineSource:
                               f"{self.n} samples of one pool; lower online_reuse or raise online_images")
         self.train_key, self.val_key = jax.random.split(key)
         self.pool_id, self.pool = None, None
-        self._make = {n: self._pool_fn(n) for n in {cfg.online_images, cfg.val_images}}
         self._select = jax.jit(lambda pool, idx: gather_raw(pool, idx, family.traj_fields),
                                out_shardings=batch_sharding(mesh))
         self.rep = replicated(mesh)
-
-    def _pool_fn(self, images: int):
-        def make(tp, key):
-            k_cond, k_sample = jax.random.split(key)
-            return self.family.capture(tp, self.family.random_conditions(k_cond, images), k_sample)
-        return jax.jit(make)
 
     def batch(self, m: int) -> dict:
         pool_id, j = divmod(m, self.cfg.online_reuse)
         if pool_id != self.pool_id:
             self.pool_id = pool_id
-            self.pool = self._make[self.cfg.online_images](self.teacher, jax.random.fold_in(self.train_key, pool_id))
+            self.pool = capture_fn(self.family, self.cfg.online_images)(self.teacher, jax.random.fold_in(self.train_key, pool_id))
         b = self.cfg.batch_size
         idx = np.random.default_rng([self.cfg.seed, pool_id]).permutation(self.n)[j * b:(j + 1) * b]
         return self._select(self.pool, jax.device_put(jnp.asarray(idx, jnp.int32), self.rep))
 
     def val_batches(self) -> Iterator[dict]:
         """Every sample of one fixed pool of val_images images, in order (full batches)."""
-        pool = self._make[self.cfg.val_images](self.teacher, self.val_key)
+        pool = capture_fn(self.family, self.cfg.val_images)(self.teacher, self.val_key)
         n, b = 2 * self.cfg.val_images * samples_per_trajectory(self.family.steps), self.cfg.batch_size
         for i in range(n // b):
             yield self._select(pool, jax.device_put(jnp.arange(i * b, (i + 1) * b, dtype=jnp.int32), self.rep))

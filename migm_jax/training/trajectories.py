@@ -14,10 +14,12 @@ A raw training sample is (trajectory, step s) for s in 0..N-2:
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Sharding
 
 Traj = dict[str, Any]
 RAW_PER_STEP = ("prev_feat", "tgt_feat", "step")
@@ -61,3 +63,15 @@ def gather_raw(traj: Traj, index: jax.Array, fields: tuple[str, ...]) -> dict:
     raw = {"prev_feat": traj["feat"][t, s], "tgt_feat": traj["feat"][t, s + 1], "step": s}
     raw.update({name: traj[name][t] for name in fields})
     return raw
+
+
+@functools.lru_cache(maxsize=None)
+def capture_fn(family, n_images: int, out_sharding: Optional[Sharding] = None):
+    """jit(teacher params, key) -> the 2 * n_images trajectories of n_images conditions drawn from `key`
+    (one compilation per family, size and layout)."""
+
+    def capture(tp, key):
+        k_cond, k_sample = jax.random.split(key)
+        return family.capture(tp, family.random_conditions(k_cond, n_images), k_sample)
+
+    return jax.jit(capture, out_shardings=out_sharding)

@@ -1,0 +1,81 @@
+"""Records the teacher's vanilla sampling trajectories into a TFDS dataset (the original makedata).
+
+  python -m migm_jax.training.makedata --config configs/maskgit_imagenet.py --out data/ --split train --images 50000 --seed 1
+  python -m migm_jax.training.makedata --config configs/maskgit_imagenet.py --out data/ --split val --images 1000 --seed 1001
+
+Conditions are drawn uniformly (MaskGIT: class ids) from the seed; every image gives two
+trajectories (cond, uncond). On several hosts run the same command on every host: each process
+samples and writes its share on its local devices, then process 0 writes the metadata.
+Write the splits one after another (they share one metadata file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import jax
+from tqdm import tqdm
+
+from migm_jax.sharding import batch_sharding, make_mesh
+from migm_jax.training.config import ConfigError, TrainConfig, load_config
+from migm_jax.training.dataset import TrajectoryWriter
+from migm_jax.training.step import fsdp_sharding
+from migm_jax.training.trajectories import capture_fn
+
+
+def capture_to_disk(family, teacher: dict, base_configs: dict, data_dir: str, split: str, images: int, seed: int,
+                    batch: int, progress: bool = True) -> None:
+    """Samples `images` images in batches of `batch` and writes their 2 * images trajectories."""
+    p, count = jax.process_index(), jax.process_count()
+    if images % (batch * count):
+        raise ConfigError(f"--images {images} must be a multiple of --batch {batch} x {count} processes")
+    mesh = make_mesh(devices=jax.local_devices())
+    if batch % mesh.size:
+        raise ConfigError(f"--batch {batch} must be divisible by the {mesh.size} local devices")
+    teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))
+
+    fn = capture_fn(family, batch, batch_sharding(mesh))
+    writer = TrajectoryWriter(data_dir, split, 2 * images, family.steps, traj_per_shard=2 * batch,
+                              process_index=p, process_count=count)
+    per_process = images // batch // count
+    key = jax.random.PRNGKey(seed)
+    for i in tqdm(range(per_process), desc=f"makedata {split}", unit="batch", disable=not progress):
+        writer.write(jax.device_get(fn(teacher, jax.random.fold_in(key, p * per_process + i))))
+    writer.close()
+    if count > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("makedata")
+    if p == 0:
+        writer.finalize({"family": family.name, "steps": family.steps, "configs": base_configs,
+                         "splits": {split: {"images": images, "seed": seed}}})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", required=True, help="dataset root (the config's data_dir)")
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--images", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=10, help="images per sampler call (original: 10)")
+    ap.add_argument("--multihost", action="store_true", help="call jax.distributed.initialize() first")
+    args = ap.parse_args(argv)
+    try:
+        cfg: TrainConfig = load_config(args.config, args.overrides)
+        if args.multihost:
+            jax.distributed.initialize()
+        from migm_jax.training.loop import build_family
+
+        family, teacher, _, base_configs, _ = build_family(cfg)
+        capture_to_disk(family, teacher, base_configs, args.out, args.split, args.images, args.seed, args.batch)
+    except (ConfigError, FileNotFoundError, ImportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {2 * args.images} trajectories ({args.split}) to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
