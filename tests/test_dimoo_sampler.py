@@ -18,7 +18,7 @@ from migm_jax.sampling.dimoo import (DiMOOModels, DiMOOSampling, build_sampler, 
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
 from migm_jax.sampling.noise import RecordedNoise
 from migm_jax.sampling.schedules import (CHEAP, FULL, cache_refresh_plan, dimoo_cosine_schedule, dimoo_keep_n,
-                                         dimoo_mask_ratios, dimoo_step_kinds, refresh_plan)
+                                         dimoo_mask_ratios, dimoo_step_kinds)
 
 OPS = load_npz("sampling_ops.npz")
 SCHED = load_npz("schedules.npz")
@@ -194,68 +194,89 @@ def test_generation_replays_original(small_models, mode):
                                   GEN[f"{mode}__out_vq_ids"])
 
 
-def run(small_models, sampling, batch, seed=0, **kw):
-    models, params = small_models
-    return build_sampler(models, sampling, decode=False, **kw)(params, batch, jax.random.PRNGKey(seed))
+PROMPTS = [[56, 170, 94, 221, 134, 169, 167, 35], [12, 99, 7]]  # two prompt lengths: row 1 is right-padded
+MODES = {
+    "vanilla": DiMOOSampling(steps=6),
+    "shortcut": DiMOOSampling(steps=6, mode="shortcut", budget=3),
+    "reuse": DiMOOSampling(steps=6, mode="reuse", budget=3),
+    "cache": DiMOOSampling(steps=6, mode="cache", warmup_ratio=0.2, refresh_interval=2),  # partial at steps 2, 4
+}
 
 
-PROMPTS = [[56, 170, 94, 221, 134, 169, 167, 35], [12, 99, 7], [300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310]]
+def batch_of(prompts):
+    return PromptBatch.from_ids(prompts, GEN["in_uncon_ids"][0], GRID, SMALL)
 
 
-def test_budget_equal_to_steps_is_vanilla(small_models):
-    batch = PromptBatch.from_ids(PROMPTS[:2], GEN["in_uncon_ids"][0], GRID, SMALL)
-    a = run(small_models, DiMOOSampling(steps=6), batch)
-    b = run(small_models, DiMOOSampling(steps=6, mode="shortcut", budget=6), batch)
-    np.testing.assert_array_equal(a["codes"], b["codes"])
+def random_draws(b, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"uniform0": rng.random((6, b, 24, 256), dtype=np.float32), "uniform1": rng.random((6, b, 24), dtype=np.float32)}
 
 
-@pytest.mark.parametrize("mode,budget", [("vanilla", None), ("shortcut", 3), ("cache", None)])
-def test_batched_prompts_equal_single_prompts(small_models, mode, budget):
-    """Right-padded rows of different prompt lengths decide exactly like separate batch-1 runs (same noise)."""
-    sampling = DiMOOSampling(steps=7, mode=mode, budget=budget, warmup_ratio=0.3, refresh_interval=3)
-    batch = PromptBatch.from_ids(PROMPTS, GEN["in_uncon_ids"][0], GRID, SMALL)
-    n, k = 24, 256
-    rng = np.random.default_rng(0)
-    u0 = rng.random((7, 3, n, k), dtype=np.float32)
-    u1 = rng.random((7, 3, n), dtype=np.float32)
+def run(small_models, sampling, batch, draws=None, seed=0):
+    """The compiled sampler on `batch`; with `draws`, the uniforms come from them (RecordedNoise)."""
     models, params = small_models
     fn = build_sampler(models, sampling, decode=False)
-    together = fn(params, batch, jax.random.PRNGKey(0), RecordedNoise({"uniform0": u0, "uniform1": u1}))
+    if draws is None:
+        return fn(params, batch, jax.random.PRNGKey(seed))
+    return fn(params, batch, jax.random.PRNGKey(seed), RecordedNoise(draws))
+
+
+@pytest.fixture(scope="module")
+def batched_runs(small_models):
+    """Each mode on the two-prompt batch with the same recorded uniforms."""
+    return {mode: run(small_models, s, batch_of(PROMPTS), random_draws(2)) for mode, s in MODES.items()}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_step_leaves_keep_n_masked(batched_runs, mode):
+    out = batched_runs[mode]
+    masked_left = np.asarray(out["trace"]["mask"]).sum(-1)  # (N, b)
+    np.testing.assert_array_equal(masked_left, np.repeat(dimoo_keep_n(6, 24)[:, None], 2, 1))
+    tokens = np.asarray(out["trace"]["tokens"])
+    decoded = ~np.asarray(out["trace"]["mask"])
+    assert (tokens[decoded] >= 512).all() and (tokens[~decoded] == SMALL.mask).all()
+    assert (decoded[1:] >= decoded[:-1]).all()  # a decoded cell is never re-masked
+    assert ((tokens[1:] == tokens[:-1]) | ~decoded[:-1]).all()  # ... nor changed
+    codes = np.asarray(out["codes"])
+    assert codes.shape == (2, 4, 6) and ((codes >= 0) & (codes < 256)).all()
+    np.testing.assert_array_equal(codes.reshape(2, -1) + 512, tokens[-1])
+
+
+def test_modes_differ(batched_runs):
+    codes = {m: np.asarray(r["codes"]) for m, r in batched_runs.items()}
+    for a, b in (("vanilla", "shortcut"), ("shortcut", "reuse"), ("vanilla", "cache")):
+        assert not np.array_equal(codes[a], codes[b]), (a, b)
+
+
+@pytest.mark.parametrize("mode", ["shortcut", "cache"])
+def test_batched_prompts_equal_single_prompts(small_models, batched_runs, mode):
+    """Right-padded rows of different prompt lengths decide exactly like separate batch-1 runs (same uniforms)."""
+    together, draws = batched_runs[mode], random_draws(2)
     for i, prompt in enumerate(PROMPTS):
-        one = PromptBatch.from_ids([prompt], GEN["in_uncon_ids"][0], GRID, SMALL)
-        alone = fn(params, one, jax.random.PRNGKey(0),
-                   RecordedNoise({"uniform0": u0[:, i:i + 1], "uniform1": u1[:, i:i + 1]}))
+        alone = run(small_models, MODES[mode], batch_of([prompt]), {k: v[:, i:i + 1] for k, v in draws.items()})
         np.testing.assert_array_equal(together["trace"]["mask"][:, i], alone["trace"]["mask"][:, 0])
         np.testing.assert_array_equal(together["codes"][i], alone["codes"][0])
 
 
-@pytest.mark.parametrize("mode,budget", [("vanilla", None), ("shortcut", 3), ("reuse", 3), ("cache", None)])
-def test_each_step_leaves_keep_n_masked(small_models, mode, budget):
-    batch = PromptBatch.from_ids(PROMPTS[:2], GEN["in_uncon_ids"][0], GRID, SMALL)
-    out = run(small_models, DiMOOSampling(steps=7, mode=mode, budget=budget), batch)
-    masked_left = np.asarray(out["trace"]["mask"]).sum(-1)  # (N, b)
-    np.testing.assert_array_equal(masked_left, np.repeat(dimoo_keep_n(7, 24)[:, None], 2, 1))
-    tokens = np.asarray(out["trace"]["tokens"])
-    decoded = ~np.asarray(out["trace"]["mask"])
-    assert (tokens[decoded] >= 512).all() and (tokens[~decoded] == SMALL.mask).all()
-    assert (decoded[1:] >= decoded[:-1]).all()  # a decoded cell never changes back
-    assert ((tokens[1:] == tokens[:-1]) | ~decoded[:-1]).all()
-    codes = np.asarray(out["codes"])
-    assert codes.shape == (2, 4, 6) and ((codes >= 0) & (codes < 256)).all()
+def test_budget_equal_to_steps_is_vanilla(small_models, batched_runs):
+    b = run(small_models, DiMOOSampling(steps=6, mode="shortcut", budget=6), batch_of(PROMPTS), random_draws(2))
+    np.testing.assert_array_equal(batched_runs["vanilla"]["codes"], b["codes"])
 
 
-def test_modes_differ_and_seed_matters(small_models):
-    batch = PromptBatch.from_ids(PROMPTS[:2], GEN["in_uncon_ids"][0], GRID, SMALL)
-    s = DiMOOSampling(steps=6, mode="shortcut", budget=3)
-    a = run(small_models, s, batch)
-    np.testing.assert_array_equal(a["codes"], run(small_models, s, batch)["codes"])
-    assert not np.array_equal(a["codes"], run(small_models, s, batch, seed=1)["codes"])
-    assert not np.array_equal(a["codes"], run(small_models, dataclasses.replace(s, mode="reuse"), batch)["codes"])
+def test_one_compilation_per_configuration_and_seeds(small_models):
+    models, params = small_models
+    s = MODES["shortcut"]
+    fn = build_sampler(models, s, decode=False)
+    assert build_sampler(models, s, decode=False) is fn
+    before = fn._cache_size()
+    codes = [np.asarray(fn(params, batch_of(PROMPTS), jax.random.PRNGKey(seed))["codes"]) for seed in (0, 0, 1)]
+    assert fn._cache_size() == before + 1
+    np.testing.assert_array_equal(codes[0], codes[1])
+    assert not np.array_equal(codes[0], codes[2])
 
 
-def test_cfg_zero_uses_the_cond_branch_only(small_models):
-    batch = PromptBatch.from_ids(PROMPTS[:1], GEN["in_uncon_ids"][0], GRID, SMALL)
-    out = run(small_models, DiMOOSampling(steps=4, cfg_scale=0.0, temperature=0.0), batch)
+def test_cfg_zero_and_greedy(small_models):
+    out = run(small_models, DiMOOSampling(steps=4, cfg_scale=0.0, temperature=0.0), batch_of(PROMPTS[:1]))
     assert np.asarray(out["codes"]).shape == (1, 4, 6)
 
 
@@ -283,9 +304,11 @@ def test_partial_recompute_equals_the_gathered_original(small_models):
     ids = jnp.asarray(GEN["shortcut__call_model_in_02"])
     old = jnp.asarray(GEN["shortcut__call_model_in_00"])
     valid = jnp.ones(ids.shape, bool)
-    _, hidden = model.apply(lp, old, valid, valid, [jnp.zeros(ids.shape + (64,))] * 2, 512, 256, method=cached_forward)
+    forward = jax.jit(lambda ids, compute, hidden: model.apply(lp, ids, valid, compute, hidden, 512, 256,
+                                                               method=cached_forward))
+    _, hidden = forward(old, valid, [jnp.zeros(ids.shape + (64,))] * 2)
     compute = jnp.zeros(ids.shape, bool).at[0, jnp.asarray([0, 5, 24, 32, 39])].set(True)
-    logits, new_hidden = model.apply(lp, ids, valid, compute, hidden, 512, 256, method=cached_forward)
+    logits, new_hidden = forward(ids, compute, hidden)
 
     def gathered(m, ids, sel, hidden):
         t = m.transformer
@@ -297,36 +320,23 @@ def test_partial_recompute_equals_the_gathered_original(small_models):
         return t.image_logits(t.ln_f(x), 512, 256)
 
     sel = jnp.flatnonzero(compute[0])
-    ref = model.apply(lp, ids, sel, hidden, method=gathered)
+    ref = jax.jit(lambda: model.apply(lp, ids, sel, hidden, method=gathered))()
     np.testing.assert_allclose(logits[:, sel], ref, atol=1e-5, rtol=0)
     for h_new, h_old in zip(new_hidden, hidden):
         np.testing.assert_array_equal(h_new[~compute], h_old[~compute])
     # everything recomputed = a plain forward
-    full, _ = model.apply(lp, ids, valid, valid, hidden, 512, 256, method=cached_forward)
+    full, _ = forward(ids, valid, hidden)
     np.testing.assert_allclose(full, GEN["shortcut__call_model_logits_img_02"], atol=1e-4, rtol=0)
 
 
-def test_cache_recomputing_everything_is_vanilla(small_models):
-    batch = PromptBatch.from_ids(PROMPTS[:2], GEN["in_uncon_ids"][0], GRID, SMALL)
-    a = run(small_models, DiMOOSampling(steps=6), batch)
-    b = run(small_models, DiMOOSampling(steps=6, mode="cache", cache_ratio=1e-7, warmup_ratio=0.0), batch)
-    np.testing.assert_array_equal(a["codes"], b["codes"])
-    c = run(small_models, DiMOOSampling(steps=6, mode="cache", warmup_ratio=0.0, refresh_interval=6), batch)
-    assert not np.array_equal(a["codes"], c["codes"])
+def test_cache_recomputing_everything_is_vanilla(small_models, batched_runs):
+    """cache_ratio 1e-8: q = float32(1 - 1e-8) = 1, the threshold is the max, every position is recomputed."""
+    s = DiMOOSampling(steps=6, mode="cache", cache_ratio=1e-8, warmup_ratio=0.0)
+    out = run(small_models, s, batch_of(PROMPTS), random_draws(2))
+    np.testing.assert_array_equal(batched_runs["vanilla"]["codes"], out["codes"])
 
 
 # ---------------------------------------------------------------- compilation, errors, sharding
-
-def test_one_compilation_per_configuration(small_models):
-    models, params = small_models
-    s = DiMOOSampling(steps=5, mode="shortcut", budget=2)
-    fn = build_sampler(models, s, decode=False)
-    assert build_sampler(models, s, decode=False) is fn
-    batch = PromptBatch.from_ids(PROMPTS[:2], GEN["in_uncon_ids"][0], GRID, SMALL, pad_to=16)
-    for seed in range(3):
-        fn(params, batch, jax.random.PRNGKey(seed))
-    assert fn._cache_size() == 1
-
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(mode="shortcut", budget=9, steps=8), r"--budget must be in 2..steps \(8\)"),
@@ -357,16 +367,16 @@ def test_incompatible_models_are_rejected(small_models):
 SHARDED = r"""
 import jax, jax.numpy as jnp, numpy as np, sys
 sys.path.insert(0, "tests")
-from test_dimoo_sampler import small_pipeline, PROMPTS, GEN, GRID, SMALL
-from migm_jax.sampling.dimoo import DiMOOSampling, build_sampler
+from test_dimoo_sampler import small_pipeline, PROMPTS, MODES, GEN, GRID, SMALL
+from migm_jax.sampling.dimoo import build_sampler
 from migm_jax.sampling.dimoo_prompts import PromptBatch
 from migm_jax.sharding import make_mesh, shard_params
 assert jax.device_count() == 8
 models, params = small_pipeline()
-batch = PromptBatch.from_ids((PROMPTS * 2)[:4], GEN["in_uncon_ids"][0], GRID, SMALL)
+batch = PromptBatch.from_ids(PROMPTS * 2, GEN["in_uncon_ids"][0], GRID, SMALL)
 key = jax.random.PRNGKey(3)
-for mode, budget in (("vanilla", None), ("shortcut", 3), ("cache", None)):
-    s = DiMOOSampling(steps=6, mode=mode, budget=budget)
+for mode in ("shortcut", "cache"):
+    s = MODES[mode]
     one = build_sampler(models, s, decode=False)(params, batch, key)
     mesh = make_mesh(data=2, fsdp=2, tensor=2)
     many = build_sampler(models, s, decode=False, mesh=mesh)(shard_params(params, mesh), batch, key)
