@@ -1,0 +1,152 @@
+"""Lumina-DiMOO-Shortcut glue for the CLIs: conversion of the released checkpoints, text-to-image sampling to PNG."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import time
+from typing import Optional
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from migm_jax.convert.diffusers_vq import diffusers_vq
+from migm_jax.convert.llada import dimoo_shortcut, llada
+from migm_jax.images import save_images
+from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
+from migm_jax.models.llada import LLaDAConfig
+from migm_jax.models.vqmodel import VQModelConfig
+from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
+from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, check_size, load_tokenizer
+from migm_jax.weights import PARAMS_DIR, load_weights, read_config, save_weights
+
+FAMILY = "dimoo"
+TOKENIZER_DIR = "tokenizer"
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt")
+
+
+def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: TokenLayout = TokenLayout.real()) -> None:
+    """Converts a Lumina-DiMOO HF folder (LLaDA safetensors + config.json, tokenizer files, vqvae/) and
+    optionally dimoo-shortcut.pth into the weights directory `out_dir` (LLaDA keeps its dtype, bf16)."""
+    tok_files = sorted({f for pat in TOKENIZER_FILES for f in glob.glob(os.path.join(model_dir, pat))})
+    if os.path.isdir(model_dir) and not tok_files:
+        raise FileNotFoundError(f"no tokenizer files (tokenizer.json, tokenizer_config.json, ...) in {model_dir}")
+    configs, params = {}, {}
+    cfg, params["llada"] = llada(model_dir)
+    configs["llada"] = cfg.to_dict()
+    if shortcut_path:
+        scfg, params["shortcut"] = dimoo_shortcut(shortcut_path, cfg)
+        configs["shortcut"] = scfg.to_dict()
+    vcfg, params["vq"] = diffusers_vq(model_dir)
+    configs["vq"] = vcfg.to_dict()
+    configs["layout"] = layout.to_dict()
+    DiMOOModels(cfg, layout, vq=vcfg).validate(DiMOOSampling(), decode=True)
+    save_weights(out_dir, FAMILY, configs, params)
+    tok_out = os.path.join(out_dir, TOKENIZER_DIR)
+    os.makedirs(tok_out, exist_ok=True)
+    for f in tok_files:
+        shutil.copy2(f, tok_out)
+    print(f"wrote {out_dir} ({', '.join(configs)}, {len(tok_files)} tokenizer files)")
+
+
+def add_sample_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Lumina-DiMOO")
+    g.add_argument("--prompt", nargs="+", help="text prompts, one image each (used verbatim)")
+    g.add_argument("--prompt-file", help="text file with one prompt per line (lines are stripped, blanks skipped)")
+    g.add_argument("--height", type=int, default=1024, help="image height in pixels (multiple of the VQ factor, 16)")
+    g.add_argument("--width", type=int, default=1024, help="image width in pixels (multiple of 16)")
+    g.add_argument("--temperature", type=float, default=1.0, help="Gumbel temperature of sampling and re-masking")
+    g.add_argument("--cache-ratio", type=float, default=0.9, help="ML-Cache: fraction of positions served from cache")
+    g.add_argument("--refresh-interval", type=int, default=5, help="ML-Cache: full step every k steps after warm-up")
+    g.add_argument("--warmup-ratio", type=float, default=0.3, help="ML-Cache: leading fraction of full steps")
+    g.add_argument("--fsdp", type=int, default=1, help="devices that split the params (FSDP); the rest split the batch")
+    g.add_argument("--tensor", type=int, default=1, help="devices that split each matmul (tensor parallel)")
+
+
+def prompts_from_args(args: argparse.Namespace) -> list[str]:
+    """--prompt values then --prompt-file lines; ValueError if none or one is empty."""
+    prompts = list(args.prompt or [])
+    if args.prompt_file:
+        with open(args.prompt_file, encoding="utf-8") as f:
+            prompts += [line.strip() for line in f if line.strip()]
+    if not prompts:
+        raise ValueError("give --prompt TEXT [TEXT ...] or --prompt-file FILE")
+    for i, p in enumerate(prompts):
+        if not p.strip():
+            raise ValueError(f"prompt {i} is empty")
+    return prompts
+
+
+def sampling_from_args(args: argparse.Namespace) -> DiMOOSampling:
+    """Validated sampler settings (DiMOO defaults: N=64, cfg 4)."""
+    sampling = DiMOOSampling(steps=args.steps or 64, mode=args.mode, budget=args.budget,
+                             cfg_scale=4.0 if args.cfg is None else args.cfg, temperature=args.temperature,
+                             cache_ratio=args.cache_ratio, refresh_interval=args.refresh_interval,
+                             warmup_ratio=args.warmup_ratio)
+    sampling.validate()
+    return sampling
+
+
+def _sharded_target(weights_dir: str, mesh: jax.sharding.Mesh):
+    """jax.ShapeDtypeStruct tree (stored shapes and dtypes, shardings by the partition rules) for a sharded restore."""
+    import orbax.checkpoint as ocp
+
+    from migm_jax.sharding import param_shardings
+
+    with ocp.StandardCheckpointer() as ckpt:
+        meta = ckpt.metadata(os.path.join(os.path.abspath(weights_dir), PARAMS_DIR)).item_metadata.tree
+    shardings = param_shardings(meta, mesh)
+    return jax.tree_util.tree_map(lambda m, s: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=s), meta, shardings)
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    """Samples the prompts in batches, prints compile and per-batch times, writes a PNG grid.
+
+    Every argument error (settings, empty / too long prompt, image size, missing shortcut) is raised
+    before the weights are read."""
+    sampling = sampling_from_args(args)
+    prompts = prompts_from_args(args)
+    _, configs = read_config(args.weights)
+    if sampling.mode == "shortcut" and "shortcut" not in configs:
+        raise ValueError(f"{args.weights} holds no shortcut; convert with a shortcut .pth or use --mode vanilla/reuse/cache")
+    models = DiMOOModels(LLaDAConfig.from_dict(configs["llada"]), TokenLayout.from_dict(configs["layout"]),
+                         DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
+                         VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention)
+    check_size(args.height, args.width, models.vq.scale_factor)
+    tokenizer = load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR))
+    # every prompt error before the weights are read; rows are sliced from this batch (one padded shape)
+    everything = build_sequences(tokenizer, prompts, args.height, args.width, models.layout,
+                                 models.vq.scale_factor, models.llada.max_sequence_length)
+
+    mesh = None
+    if jax.device_count() > 1 or args.fsdp * args.tensor > 1:
+        from migm_jax.sharding import make_mesh
+
+        mesh = make_mesh(-1, args.fsdp, args.tensor)
+    fn = build_sampler(models, sampling, decode=True, mesh=mesh)
+    _, _, params = load_weights(args.weights, None if mesh is None else _sharded_target(args.weights, mesh))
+    split = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+    bs = args.batch_size or len(prompts)
+    bs = -(-bs // split) * split
+    starts = range(0, len(prompts), bs)
+    rows = lambda i: np.minimum(np.arange(i, i + bs), len(prompts) - 1)  # the last batch repeats its last prompt
+    batch_at = lambda i: jax.tree_util.tree_map(lambda a: a[rows(i)], everything)
+    key = jax.random.PRNGKey(args.seed)
+    t0 = time.perf_counter()
+    compiled = fn.lower(params, batch_at(0), key).compile()
+    print(f"compile: {time.perf_counter() - t0:.2f} s")
+    images, times = [], []
+    for j, i in enumerate(tqdm(starts, desc="sampling", unit="batch")):
+        batch = batch_at(i)
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(params, batch, jax.random.fold_in(key, j)))
+        times.append(time.perf_counter() - t0)
+        images.append(np.asarray(out["images"])[: len(prompts) - i])
+    print(f"sampling: {np.mean(times):.3f} s per batch of {bs} ({np.mean(times) / bs:.3f} s per image, "
+          f"{len(starts)} batches, {args.height}x{args.width}, mode {sampling.mode}, N={sampling.steps}"
+          + (f", B={sampling.budget})" if sampling.budget else ")"))
+    written = save_images(np.concatenate(images), args.out, args.save_each)
+    print(f"wrote {written[0]}" + (f" and {len(written) - 1} images" if len(written) > 1 else ""))
