@@ -1,0 +1,123 @@
+"""Lumina-DiMOO-Shortcut sampling speed and memory at the real 8B size with random bf16 weights (GPU;
+`--quick` runs a tiny CPU check of the same cases).
+
+Cases per resolution (512^2, 1024^2): vanilla N=64, shortcut B=14/11/9, ML-Cache (28 full steps of 64,
+partial recompute implemented as a full-size masked recompute, so it measures the cache's decisions, not
+a speed-up). Loop time = the sampling loop without the VQ decode (the original's latency boundary); the
+decode is timed separately. Compile time is reported separately and excluded; times are means over
+`--repeats` calls after one warm-up call. Peak memory is the device's `peak_bytes_in_use` so far
+(monotone over the run: read each row's value as "at most this much up to here").
+
+  python benchmarks/bench_dimoo.py --out dimoo_h100.json
+  python benchmarks/bench_dimoo.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+
+from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
+from migm_jax.models.llada import LLaDA, LLaDAConfig
+from migm_jax.models.vqmodel import VQModel, VQModelConfig
+from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
+from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
+
+CASES = [("vanilla", None), ("shortcut", 14), ("shortcut", 11), ("shortcut", 9), ("cache", None)]
+# the real uncond prompt ("<system>Generate an image according to the text prompt.</system><user><uncondition></user>")
+UNCOND_IDS = [126332, 36289, 289, 3972, 4631, 297, 268, 3019, 12166, 13, 126333, 126334, 126351, 126335]
+
+
+def random_params(models: DiMOOModels) -> dict:
+    """Random weights: LLaDA in bf16 (as the released checkpoint), the shortcut and the VQ decoder in float32."""
+    c, s, v = models.llada, models.shortcut, models.vq
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    feat = jnp.zeros((1, 2, c.d_model))
+    f = v.scale_factor
+    return {
+        "llada": jax.jit(LLaDA(c, param_dtype=jnp.bfloat16).init)(k[0], jnp.zeros((1, 2), jnp.int32))["params"],
+        "shortcut": jax.jit(DiMOOShortcut(s).init)(k[1], feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,)))["params"],
+        "vq": jax.jit(VQModel(v).init)(k[2], jnp.zeros((1, f, f, 3)))["params"],
+    }
+
+
+def timed(fn, *args, repeats: int) -> tuple[float, float]:
+    """(compile seconds, mean seconds per call after one warm-up call)."""
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(compiled(*args))
+    return compile_s, (time.perf_counter() - t0) / repeats
+
+
+def peak_gib() -> float | None:
+    stats = jax.devices()[0].memory_stats()
+    return None if not stats or "peak_bytes_in_use" not in stats else stats["peak_bytes_in_use"] / 2**30
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny model and images, CPU-friendly")
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="image sides in pixels")
+    p.add_argument("--batch", type=int, default=1, help="images per call (the original runs 1)")
+    p.add_argument("--steps", type=int, default=64)
+    p.add_argument("--prompt-len", type=int, default=64, help="cond prompt tokens (template included)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32-softmax XLA path)")
+    p.add_argument("--out", help="write the results as JSON")
+    args = p.parse_args()
+    attention = None if args.attention == "none" else args.attention
+    if args.quick:
+        llada = LLaDAConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=768,
+                            embedding_size=768)
+        layout = TokenLayout(mask=492, newline=240, boa=510, eoa=511, boi=505, eoi=506, uncond=507,
+                             text_vocab_size=512, codebook_size=256)
+        vq = VQModelConfig(block_out_channels=(16, 32, 32), layers_per_block=1, latent_channels=8, norm_num_groups=8,
+                           num_vq_embeddings=256)
+        sizes, uncond, attention = [32, 64], [507, 3, 4, 5], None
+    else:
+        llada, layout, vq, sizes, uncond = LLaDAConfig.dimoo_8b(), TokenLayout.real(), VQModelConfig.amused_f16(), args.sizes, UNCOND_IDS
+    models = DiMOOModels(llada, layout, DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16", attention_impl=attention)
+    params = random_params(models)
+    prompt = [(10 if args.quick else 1000) + i for i in range(args.prompt_len)]  # plain text ids, no special id
+    rows = []
+    for size in sizes:
+        grid = (size // vq.scale_factor, size // vq.scale_factor)
+        batch = PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout)
+        key = jax.random.PRNGKey(1)
+        codes = jnp.zeros((args.batch,) + grid, jnp.int32)
+        dec_compile, dec_s = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
+                                   params["vq"], codes, repeats=args.repeats)
+        print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
+        base = None
+        for mode, budget in CASES:
+            sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
+            compile_s, loop_s = timed(build_sampler(models, sampling, decode=False), params, batch, key,
+                                      repeats=args.repeats)
+            base = loop_s if mode == "vanilla" else base
+            row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
+                       full_steps=int((sampling.kinds() == 0).sum()), s_per_image=loop_s / args.batch,
+                       s_per_image_with_decode=(loop_s + dec_s) / args.batch, speedup_vs_vanilla=base / loop_s,
+                       compile_s=compile_s, decode_s=dec_s, peak_gib=peak_gib(),
+                       cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(),
+                  date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
+                  rows=rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
