@@ -112,3 +112,52 @@ def test_errors(tokenizer, prompts, h, w, kw, msg):
 def test_wrong_layout_is_detected(tokenizer):
     with pytest.raises(ValueError, match="does not map <uncondition> to 126351"):
         build_sequences(tokenizer, ["a red cube"], 32, 32, TokenLayout.real())
+
+
+@pytest.fixture()
+def weights_without_params(tmp_path, tokenizer):
+    """A weights dir holding only config.json and the tokenizer: any attempt to read params fails."""
+    import json
+
+    from migm_jax.models.llada import LLaDAConfig
+    from migm_jax.models.vqmodel import VQModelConfig
+
+    llada = LLaDAConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=768,
+                        embedding_size=768, max_sequence_length=19)
+    vq = VQModelConfig(block_out_channels=(16, 32, 32), num_vq_embeddings=256)
+    configs = {"llada": llada.to_dict(), "vq": vq.to_dict(), "layout": TokenLayout.from_dict(SMALL).to_dict()}
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump({"family": "dimoo", "configs": configs}, f)
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--prompt", "a red cube", " "], "prompt 1 is empty"),
+    ([], r"give --prompt TEXT"),
+    (["--prompt", "a red cube on a blue table"], r"prompt 0 is 20 tokens .* at most 19 \(max_sequence_length\)"),
+    (["--prompt", "a red cube", "--height", "30"], r"image size 30x32 must be positive multiples of 4"),
+    (["--prompt", "a red cube", "--mode", "shortcut", "--budget", "9", "--steps", "8"], r"--budget must be in 2..steps \(8\)"),
+    (["--prompt", "a red cube", "--mode", "shortcut", "--budget", "4", "--steps", "8"], "holds no shortcut"),
+    (["--prompt", "a red cube", "--mode", "cache", "--cache-ratio", "1.5"], r"cache_ratio must be in \(0, 1\)"),
+])
+def test_sample_args_fail_before_reading_weights(weights_without_params, argv, msg):
+    import argparse
+
+    from migm_jax.apps import dimoo
+
+    p = argparse.ArgumentParser()
+    for flag, kw in [("--mode", dict(default="vanilla")), ("--steps", dict(type=int)), ("--budget", dict(type=int)),
+                     ("--cfg", dict(type=float)), ("--seed", dict(type=int, default=1)),
+                     ("--batch-size", dict(type=int)), ("--dtype", dict(default="float32")), ("--attention", {}),
+                     ("--out", dict(default="x.png")), ("--save-each", dict(action="store_true"))]:
+        p.add_argument(flag, **kw)
+    dimoo.add_sample_args(p)
+    args = p.parse_args(["--height", "32", "--width", "32"] + argv)
+    args.weights = weights_without_params
+    with pytest.raises(ValueError, match=msg):
+        dimoo.run_sample(args)
+    args = p.parse_args(["--height", "32", "--width", "32", "--prompt", "a red cube"])
+    args.weights = weights_without_params
+    with pytest.raises(FileNotFoundError, match="params missing"):  # valid arguments: only now the params are read
+        dimoo.run_sample(args)

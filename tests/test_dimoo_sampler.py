@@ -185,7 +185,7 @@ def recorded_noise(mode):
 def test_generation_replays_original(small_models, mode):
     """8 steps, cfg 4, budget 4 in shortcut mode, with the original's uniforms: every mask and the final ids."""
     models, params = small_models
-    sampling = DiMOOSampling(steps=8, mode=mode, budget=4 if mode == "shortcut" else None)
+    sampling = MODES[mode]
     noise, masks = recorded_noise(mode)
     out = build_sampler(models, sampling, decode=False)(params, generation_batch(), jax.random.PRNGKey(0), noise)
     np.testing.assert_array_equal(np.asarray(out["trace"]["mask"])[:-1, 0], masks[1:])
@@ -194,12 +194,13 @@ def test_generation_replays_original(small_models, mode):
                                   GEN[f"{mode}__out_vq_ids"])
 
 
-PROMPTS = [[56, 170, 94, 221, 134, 169, 167, 35], [12, 99, 7]]  # two prompt lengths: row 1 is right-padded
+# two prompt lengths (row 1 is right-padded); prompt 0 and the settings are the replay's, which shares compilations
+PROMPTS = [[56, 170, 94, 221, 134, 169, 167, 35], [12, 99, 7]]
 MODES = {
-    "vanilla": DiMOOSampling(steps=6),
-    "shortcut": DiMOOSampling(steps=6, mode="shortcut", budget=3),
-    "reuse": DiMOOSampling(steps=6, mode="reuse", budget=3),
-    "cache": DiMOOSampling(steps=6, mode="cache", warmup_ratio=0.2, refresh_interval=2),  # partial at steps 2, 4
+    "vanilla": DiMOOSampling(steps=8),
+    "shortcut": DiMOOSampling(steps=8, mode="shortcut", budget=4),
+    "reuse": DiMOOSampling(steps=8, mode="reuse", budget=4),
+    "cache": DiMOOSampling(steps=8, mode="cache", warmup_ratio=0.2, refresh_interval=2),  # partial at steps 2, 4, 6
 }
 
 
@@ -209,7 +210,7 @@ def batch_of(prompts):
 
 def random_draws(b, seed=0):
     rng = np.random.default_rng(seed)
-    return {"uniform0": rng.random((6, b, 24, 256), dtype=np.float32), "uniform1": rng.random((6, b, 24), dtype=np.float32)}
+    return {"uniform0": rng.random((8, b, 24, 256), dtype=np.float32), "uniform1": rng.random((8, b, 24), dtype=np.float32)}
 
 
 def run(small_models, sampling, batch, draws=None, seed=0):
@@ -231,7 +232,7 @@ def batched_runs(small_models):
 def test_each_step_leaves_keep_n_masked(batched_runs, mode):
     out = batched_runs[mode]
     masked_left = np.asarray(out["trace"]["mask"]).sum(-1)  # (N, b)
-    np.testing.assert_array_equal(masked_left, np.repeat(dimoo_keep_n(6, 24)[:, None], 2, 1))
+    np.testing.assert_array_equal(masked_left, np.repeat(dimoo_keep_n(8, 24)[:, None], 2, 1))
     tokens = np.asarray(out["trace"]["tokens"])
     decoded = ~np.asarray(out["trace"]["mask"])
     assert (tokens[decoded] >= 512).all() and (tokens[~decoded] == SMALL.mask).all()
@@ -259,7 +260,7 @@ def test_batched_prompts_equal_single_prompts(small_models, batched_runs, mode):
 
 
 def test_budget_equal_to_steps_is_vanilla(small_models, batched_runs):
-    b = run(small_models, DiMOOSampling(steps=6, mode="shortcut", budget=6), batch_of(PROMPTS), random_draws(2))
+    b = run(small_models, DiMOOSampling(steps=8, mode="shortcut", budget=8), batch_of(PROMPTS), random_draws(2))
     np.testing.assert_array_equal(batched_runs["vanilla"]["codes"], b["codes"])
 
 
@@ -331,7 +332,7 @@ def test_partial_recompute_equals_the_gathered_original(small_models):
 
 def test_cache_recomputing_everything_is_vanilla(small_models, batched_runs):
     """cache_ratio 1e-8: q = float32(1 - 1e-8) = 1, the threshold is the max, every position is recomputed."""
-    s = DiMOOSampling(steps=6, mode="cache", cache_ratio=1e-8, warmup_ratio=0.0)
+    s = DiMOOSampling(steps=8, mode="cache", cache_ratio=1e-8, warmup_ratio=0.0)
     out = run(small_models, s, batch_of(PROMPTS), random_draws(2))
     np.testing.assert_array_equal(batched_runs["vanilla"]["codes"], out["codes"])
 
@@ -367,19 +368,25 @@ def test_incompatible_models_are_rejected(small_models):
 SHARDED = r"""
 import jax, jax.numpy as jnp, numpy as np, sys
 sys.path.insert(0, "tests")
+from conftest import fixture_path
 from test_dimoo_sampler import small_pipeline, PROMPTS, MODES, GEN, GRID, SMALL
+from migm_jax.convert.llada import llada, llada_abstract_params
 from migm_jax.sampling.dimoo import build_sampler
 from migm_jax.sampling.dimoo_prompts import PromptBatch
-from migm_jax.sharding import make_mesh, shard_params
+from migm_jax.sharding import make_mesh, param_shardings, shard_params
 assert jax.device_count() == 8
 models, params = small_pipeline()
+mesh = make_mesh(data=2, fsdp=2, tensor=2)
+# the converter places every tensor straight onto its shard
+_, streamed = llada(fixture_path("llada"), shardings=param_shardings(llada_abstract_params(models.llada), mesh))
+q = streamed["transformer"]["blocks_0"]["q_proj"]["kernel"]
+assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor") and q.addressable_shards[0].data.shape == (32, 32)
+sharded = dict(shard_params(params, mesh), llada=streamed)
 batch = PromptBatch.from_ids(PROMPTS * 2, GEN["in_uncon_ids"][0], GRID, SMALL)
 key = jax.random.PRNGKey(3)
 for mode in ("shortcut", "cache"):
-    s = MODES[mode]
-    one = build_sampler(models, s, decode=False)(params, batch, key)
-    mesh = make_mesh(data=2, fsdp=2, tensor=2)
-    many = build_sampler(models, s, decode=False, mesh=mesh)(shard_params(params, mesh), batch, key)
+    one = build_sampler(models, MODES[mode], decode=False)(params, batch, key)
+    many = build_sampler(models, MODES[mode], decode=False, mesh=mesh)(sharded, batch, key)
     assert len(many["codes"].sharding.device_set) == 8
     np.testing.assert_array_equal(one["codes"], many["codes"])
 print("SHARDED-OK")
