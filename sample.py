@@ -26,6 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
     p.add_argument("--attention", default=None, choices=["cudnn", "xla"], help="fused attention kernel (GPU: cudnn)")
+    p.add_argument("--fast-gelu", action="store_true", help="tanh GELU instead of erf (GPU speed; bf16 only)")
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
     maskgit.add_sample_args(p)

@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[10, 50])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32 path)")
+    p.add_argument("--approximate-gelu", action="store_true", help="tanh GELU (fuses into the matmul on GPU)")
     p.add_argument("--out", help="write the results as JSON")
     args = p.parse_args()
     attention = None if args.attention == "none" else args.attention
@@ -65,7 +66,7 @@ def main() -> None:
         image_size, batches, attention = 16, [2], None
     else:
         t, s, v, image_size, batches = MaskTransformerConfig.preset("base"), MaskGITShortcutConfig(), VQGANConfig.f16_1024(), 512, args.batches
-    models = MaskGITModels(t, s, v, dtype="bfloat16", attention_impl=attention)
+    models = MaskGITModels(t, s, v, dtype="bfloat16", attention_impl=attention, approximate_gelu=args.approximate_gelu)
     params = random_params(models, image_size)
     device = jax.devices()[0].device_kind
     rows = []
@@ -85,7 +86,8 @@ def main() -> None:
                        compile_s=compile_s, decode_s=dec_s)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = dict(device=device, date=datetime.date.today().isoformat(), jax=jax.__version__, rows=rows)
+    result = dict(device=device, date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention,
+                  approximate_gelu=args.approximate_gelu, rows=rows)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

@@ -104,7 +104,7 @@ def run_sample(args: argparse.Namespace) -> None:
         models = MaskGITModels(MaskTransformerConfig.from_dict(configs["transformer"]),
                                MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
                                VQGANConfig.from_dict(configs["vqgan"]))
-    models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention)
+    models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention, approximate_gelu=args.fast_gelu)
     labels = np.asarray(args.labels, np.int32)
     bs = args.batch_size or len(labels)
     batches = [labels[i:i + bs] for i in range(0, len(labels), bs)]

@@ -61,13 +61,14 @@ class EncoderBlock(nn.Module):
     cfg: MaskTransformerConfig
     dtype: jnp.dtype
     attention_impl: Optional[str]
+    approximate_gelu: bool
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = layer_norm(BLOCK_LN_EPS, "attn_norm")(x).astype(self.dtype)
         x = x + MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, name="attn")(h)
         h = layer_norm(BLOCK_LN_EPS, "ff_norm")(x).astype(self.dtype)
-        return x + FeedForward(self.cfg.mlp_dim, self.dtype, name="ff")(h)
+        return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, name="ff")(h)
 
 
 class MaskTransformer(nn.Module):
@@ -76,11 +77,13 @@ class MaskTransformer(nn.Module):
 
     `feat` is the last-layer feature (output of last_layer, input of the tied head) that the
     shortcut model evolves; `head(feat)` turns any such feature into logits.
+    `attention_impl`: None (exact XLA path) | 'cudnn' | 'xla'; `approximate_gelu`: tanh GELU (speed, bf16).
     """
 
     cfg: MaskTransformerConfig
     dtype: jnp.dtype = jnp.float32
     attention_impl: Optional[str] = None
+    approximate_gelu: bool = False
 
     def setup(self):
         c = self.cfg
@@ -91,7 +94,7 @@ class MaskTransformer(nn.Module):
         self.first_dense_a = dense(c.hidden, self.dtype)
         self.first_ln_b = layer_norm(OUTER_LN_EPS)
         self.first_dense_b = dense(c.hidden, self.dtype)
-        self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl) for _ in range(c.depth)]
+        self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl, self.approximate_gelu) for _ in range(c.depth)]
         self.last_ln_a = layer_norm(OUTER_LN_EPS)
         self.last_dense = dense(c.hidden, self.dtype)
         self.last_ln_b = layer_norm(OUTER_LN_EPS)
@@ -109,11 +112,11 @@ class MaskTransformer(nn.Module):
     def features(self, codes: jax.Array, labels: jax.Array, drop_label: jax.Array) -> jax.Array:
         """The last-layer feature (b, T, hidden), float32."""
         x = self.embed(self.input_ids(codes, labels, drop_label))
-        x = gelu(self.first_dense_a(self.first_ln_a(x).astype(self.dtype)))
+        x = gelu(self.first_dense_a(self.first_ln_a(x).astype(self.dtype)), self.approximate_gelu)
         x = self.first_dense_b(self.first_ln_b(x).astype(self.dtype))
         for block in self.blocks:
             x = block(x)
-        x = gelu(self.last_dense(self.last_ln_a(x).astype(self.dtype)))
+        x = gelu(self.last_dense(self.last_ln_a(x).astype(self.dtype)), self.approximate_gelu)
         return self.last_ln_b(x)
 
     def head(self, feat: jax.Array) -> jax.Array:

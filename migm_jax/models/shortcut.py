@@ -8,6 +8,7 @@ and masked-out keys get zero attention weight (equal to the original's gathered 
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -46,16 +47,19 @@ class ShortcutBlock(nn.Module):
 
     heads: int
     dtype: jnp.dtype
+    attention_impl: Optional[str]
+    approximate_gelu: bool
 
     @nn.compact
     def __call__(self, x: jax.Array, new: jax.Array, new_map: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        attn = lambda name: MultiHeadAttention(self.heads, self.dtype, name=name)
+        attn = lambda name: MultiHeadAttention(self.heads, self.dtype, self.attention_impl, name=name)
+        ff = lambda name: FeedForward(4 * width, self.dtype, self.approximate_gelu, name=name)
         norm = lambda name: layer_norm(BLOCK_LN_EPS, name)
         x = x + attn("cross_attn")(norm("cross_attn_norm")(x).astype(self.dtype), new, new_map)
-        x = x + FeedForward(4 * width, self.dtype, name="cross_attn_ff")(norm("cross_attn_ff_norm")(x).astype(self.dtype))
+        x = x + ff("cross_attn_ff")(norm("cross_attn_ff_norm")(x).astype(self.dtype))
         x = x + attn("self_attn")(norm("self_attn_norm")(x).astype(self.dtype), x)
-        return x + FeedForward(4 * width, self.dtype, name="self_attn_ff")(norm("self_attn_ff_norm")(x).astype(self.dtype))
+        return x + ff("self_attn_ff")(norm("self_attn_ff_norm")(x).astype(self.dtype))
 
 
 class MaskGITShortcut(nn.Module):
@@ -65,10 +69,13 @@ class MaskGITShortcut(nn.Module):
     new_token_emb: the base model's token + position embedding of the current tokens at every
     position; only positions where new_token_map is True are attended to.
     mask_ratio: fraction of image tokens still masked before this step, in [0, 1].
+    attention_impl / approximate_gelu: speed settings as in MaskTransformer.
     """
 
     cfg: MaskGITShortcutConfig
     dtype: jnp.dtype = jnp.float32
+    attention_impl: Optional[str] = None
+    approximate_gelu: bool = False
 
     @nn.compact
     def __call__(self, prev_feat: jax.Array, new_token_emb: jax.Array, new_token_map: jax.Array,
@@ -78,9 +85,10 @@ class MaskGITShortcut(nn.Module):
         new = dense(w, self.dtype, "new_token_proj_in")(new_token_emb.astype(self.dtype)) if project else new_token_emb
         x = dense(w, self.dtype, "proj_in")(prev_feat.astype(self.dtype)) if project else prev_feat
         for i in range(c.n_block):
-            x = ShortcutBlock(c.heads, self.dtype, name=f"blocks_{i}")(x, new.astype(self.dtype), new_token_map)
+            x = ShortcutBlock(c.heads, self.dtype, self.attention_impl, self.approximate_gelu,
+                              name=f"blocks_{i}")(x, new.astype(self.dtype), new_token_map)
         x = layer_norm(OUTER_LN_EPS, "last_ln_a")(x).astype(self.dtype)
-        x = layer_norm(OUTER_LN_EPS, "last_ln_b")(gelu(dense(w, self.dtype, "last_dense")(x)))
+        x = layer_norm(OUTER_LN_EPS, "last_ln_b")(gelu(dense(w, self.dtype, "last_dense")(x), self.approximate_gelu))
         if c.embed_t:
             t_emb = TimestepEmbedder(w, dtype=self.dtype, name="time_embedder")(mask_ratio * 1000.0)
             scale, shift = jnp.split(dense(2 * w, self.dtype, "adaLN_modulation")(t_emb).astype(jnp.float32), 2, -1)
