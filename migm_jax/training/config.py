@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import json
 import os
 from typing import Any, Optional, Sequence
 
@@ -93,6 +94,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def __hash__(self) -> int:  # dict fields: hash the JSON form (compiled programs are cached per config)
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> TrainConfig:

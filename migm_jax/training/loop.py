@@ -23,8 +23,8 @@ from migm_jax.training.config import ConfigError, TrainConfig
 from migm_jax.training.export import export_shortcut
 from migm_jax.training.metrics import MetricsLog
 from migm_jax.training.sources import make_source
-from migm_jax.training.state import init_state, make_optimizer
-from migm_jax.training.step import fsdp_sharding, make_eval_step, make_train_step, rollout_steps
+from migm_jax.training.step import (fsdp_sharding, make_eval_step, make_init, make_train_step, rollout_steps,
+                                    state_layout, step_config)
 
 
 def build_family(cfg: TrainConfig):
@@ -53,12 +53,10 @@ class Run:
     family: Any
     mesh: Any
     teacher: dict
-    teacher_sharding: Any
     base_configs: dict
     base_params: dict
-    tx: Any
+    step_cfg: TrainConfig  # the fields the compiled steps read
     state: Any
-    state_sharding: Any
     position: int
     checkpoints: Checkpoints
 
@@ -72,22 +70,17 @@ def setup(cfg: TrainConfig, workdir: str) -> Run:
     if cfg.batch_size % shards or cfg.batch_size % jax.process_count():
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {shards} batch shards "
                           f"and {jax.process_count()} processes")
-    teacher_sharding = fsdp_sharding(mesh, teacher)
-    teacher = jax.device_put(teacher, teacher_sharding)
-    tx = make_optimizer(cfg)
-    k_params, k_train = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    init_fn = lambda: init_state(family.init_shortcut(k_params) if init_params is None else init_params, tx, k_train)
-    abstract = jax.eval_shape(init_fn)
-    state_sharding = fsdp_sharding(mesh, abstract)
+    teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))
+    step_cfg = step_config(cfg)
+    abstract, state_sharding = state_layout(family, step_cfg, mesh)
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), cfg.keep_ckpts, cfg.async_ckpt)
     restored = checkpoints.restore(abstract_like(abstract, state_sharding))
     if restored is None:
-        state, position = jax.jit(init_fn, out_shardings=state_sharding)(), 0
+        state, position = make_init(family, step_cfg, mesh)(init_params, jax.random.PRNGKey(cfg.seed)), 0
     else:
         state, meta = restored
         position = meta["position"]
-    return Run(cfg, family, mesh, teacher, teacher_sharding, base_configs, base_params, tx, state, state_sharding,
-               position, checkpoints)
+    return Run(cfg, family, mesh, teacher, base_configs, base_params, step_cfg, state, position, checkpoints)
 
 
 def validate(run: Run, source, eval_step) -> dict:
@@ -106,25 +99,19 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
         print(f"resumed from step {start} in {workdir}")
     log = MetricsLog(workdir, start)
     source = make_source(run.family, cfg, run.mesh, run.teacher, jax.random.PRNGKey(cfg.seed + 2))
-    steps, eval_step = {}, None
     bar = tqdm(total=cfg.total_steps, initial=start, unit="step", disable=not progress or jax.process_index() != 0)
     for step in range(start, cfg.total_steps):
         t0, micro = time.perf_counter(), []
         for a in range(cfg.accum_steps):
             m = step * cfg.accum_steps + a
-            k = rollout_steps(m, cfg)
-            if k not in steps:
-                steps[k] = make_train_step(run.family, cfg, run.tx, run.mesh, run.state_sharding, run.teacher_sharding, k)
-            run.state, metrics = steps[k](run.state, source.batch(m), run.teacher, jnp.int32(m))
+            train_step = make_train_step(run.family, run.step_cfg, run.mesh, rollout_steps(m, cfg))
+            run.state, metrics = train_step(run.state, source.batch(m), run.teacher, jnp.int32(m))
             micro.append(metrics)
         micro = jax.device_get(micro)
         rate = cfg.batch_size * cfg.accum_steps / (time.perf_counter() - t0)
         record = {"step": step + 1, **{k: float(np.mean([x[k] for x in micro])) for k in micro[0]}, "samples_per_s": rate}
         if cfg.val_every and (step + 1) % cfg.val_every == 0:
-            if eval_step is None:
-                params_sharding = run.state_sharding.params
-                eval_step = make_eval_step(run.family, cfg, run.mesh, params_sharding, run.teacher_sharding)
-            record.update(validate(run, source, eval_step))
+            record.update(validate(run, source, make_eval_step(run.family, run.step_cfg, run.mesh)))
         log.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
         bar.update(1)

@@ -13,6 +13,7 @@ Every family adaptor offers the same attributes and methods (the trainer uses no
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -133,6 +134,13 @@ class MaskGITFamily:
         }
 
 
+@functools.lru_cache(maxsize=None)
+def random_teacher(tcfg: MaskTransformerConfig):
+    """jit(key) -> randomly initialised MaskTransformer params."""
+    codes, labels = jnp.zeros((1, tcfg.grid, tcfg.grid), jnp.int32), jnp.zeros((1,), jnp.int32)
+    return jax.jit(lambda key: MaskTransformer(tcfg).init(key, codes, labels, labels > 0)["params"])
+
+
 def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict], dict, dict]:
     """-> (family, teacher params, initial shortcut params or None, base configs, base params).
 
@@ -151,10 +159,8 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
             tcfg = MaskTransformerConfig(**cfg.teacher)
         except TypeError as e:
             raise ConfigError(f"teacher: {e}") from None
-        key = jax.random.PRNGKey(cfg.seed + 1)
-        codes, labels = jnp.zeros((1, tcfg.grid, tcfg.grid), jnp.int32), jnp.zeros((1,), jnp.int32)
         configs = {"transformer": tcfg.to_dict()}
-        params = {"transformer": jax.jit(MaskTransformer(tcfg).init)(key, codes, labels, labels > 0)["params"]}
+        params = {"transformer": random_teacher(tcfg)(jax.random.PRNGKey(cfg.seed + 1))}
     try:
         scfg = MaskGITShortcutConfig(**{**cfg.shortcut, "hidden": tcfg.hidden})
         sampling = MaskGITSampling(**{**cfg.sampling, "mode": "vanilla"})

@@ -6,8 +6,9 @@ axes, a pure function of m (the data position saved with checkpoints), and `val_
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,12 @@ class DiskSource:
             yield self._to_global(val.read(np.arange(i * b + p * per, i * b + (p + 1) * per)))
 
 
+@functools.lru_cache(maxsize=None)
+def select_fn(fields: tuple[str, ...], sharding) -> Callable:
+    """jit(trajectory pool, sample indices) -> raw samples laid out as `sharding`."""
+    return jax.jit(lambda pool, idx: gather_raw(pool, idx, fields), out_shardings=sharding)
+
+
 class OnlineSource:
     """The teacher samples a pool of `online_images` images (2x trajectories) on device every
     `online_reuse` micro-batches; micro-batch m takes slice m % reuse of permutation(seed, pool)."""
@@ -68,25 +75,29 @@ class OnlineSource:
                               f"{self.n} samples of one pool; lower online_reuse or raise online_images")
         self.train_key, self.val_key = jax.random.split(key)
         self.pool_id, self.pool = None, None
-        self._select = jax.jit(lambda pool, idx: gather_raw(pool, idx, family.traj_fields),
-                               out_shardings=batch_sharding(mesh))
-        self.rep = replicated(mesh)
+        self.rep, self.split = replicated(mesh), batch_sharding(mesh)
+        self.shards = mesh.shape["data"] * mesh.shape["fsdp"]
+
+    def _pool(self, images: int, key: jax.Array) -> dict:
+        """2 * images trajectories, split over the batch shards when they divide evenly."""
+        sharding = self.split if 2 * images % self.shards == 0 else self.rep
+        return capture_fn(self.family, images, sharding)(self.teacher, key)
 
     def batch(self, m: int) -> dict:
         pool_id, j = divmod(m, self.cfg.online_reuse)
         if pool_id != self.pool_id:
             self.pool_id = pool_id
-            self.pool = capture_fn(self.family, self.cfg.online_images)(self.teacher, jax.random.fold_in(self.train_key, pool_id))
+            self.pool = self._pool(self.cfg.online_images, jax.random.fold_in(self.train_key, pool_id))
         b = self.cfg.batch_size
         idx = np.random.default_rng([self.cfg.seed, pool_id]).permutation(self.n)[j * b:(j + 1) * b]
-        return self._select(self.pool, jax.device_put(jnp.asarray(idx, jnp.int32), self.rep))
+        return select_fn(self.family.traj_fields, self.split)(self.pool, jax.device_put(jnp.asarray(idx, jnp.int32), self.rep))
 
     def val_batches(self) -> Iterator[dict]:
         """Every sample of one fixed pool of val_images images, in order (full batches)."""
-        pool = capture_fn(self.family, self.cfg.val_images)(self.teacher, self.val_key)
+        pool = self._pool(self.cfg.val_images, self.val_key)
         n, b = 2 * self.cfg.val_images * samples_per_trajectory(self.family.steps), self.cfg.batch_size
         for i in range(n // b):
-            yield self._select(pool, jax.device_put(jnp.arange(i * b, (i + 1) * b, dtype=jnp.int32), self.rep))
+            yield select_fn(self.family.traj_fields, self.split)(pool, jax.device_put(jnp.arange(i * b, (i + 1) * b, dtype=jnp.int32), self.rep))
 
 
 def make_source(family, cfg: TrainConfig, mesh: Mesh, teacher: dict, key: jax.Array):

@@ -7,18 +7,18 @@ Batches are split over the mesh's ('data', 'fsdp') axes. With mesh fsdp > 1 ever
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from migm_jax.sharding import batch_sharding, replicated
+from migm_jax.sharding import replicated
 from migm_jax.training.config import TrainConfig
 from migm_jax.training.losses import feature_metrics, kl, mse
-from migm_jax.training.state import TrainState, apply_gradients, learning_rate
+from migm_jax.training.state import TrainState, apply_gradients, init_state, learning_rate, make_optimizer
 from migm_jax.training.trajectories import expand, image_mask_ratio
 
 
@@ -88,9 +88,40 @@ def loss_and_metrics(family, cfg: TrainConfig, sp, tp, raw: dict, key, k: int):
     return loss, dict(metrics, loss=loss)
 
 
-def make_train_step(family, cfg: TrainConfig, tx: optax.MultiSteps, mesh: Mesh, state_sharding, teacher_sharding,
-                    k: int) -> Callable:
-    """jit(state, raw batch, teacher params, micro_step) -> (state, metrics); the state is donated."""
+STEP_FIELDS = ("mse_weight", "kl_weight", "temperature", "log_kl", "ema_decay", "lr", "weight_decay", "b1", "b2", "eps",
+               "step_decay", "decay_at", "decay_gamma", "accum_steps")
+
+
+def step_config(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with every field the compiled steps do not read reset to its default (one compilation
+    serves runs that differ only in length, data, logging, ...)."""
+    return TrainConfig(**{name: getattr(cfg, name) for name in STEP_FIELDS})
+
+
+def new_state(family, cfg: TrainConfig, params: Optional[dict], key: jax.Array) -> TrainState:
+    """Initial state from `params` (None: the shortcut's own random init) and a key."""
+    k_params, k_train = jax.random.split(key)
+    return init_state(family.init_shortcut(k_params) if params is None else params, make_optimizer(cfg), k_train)
+
+
+@functools.lru_cache(maxsize=None)
+def state_layout(family, cfg: TrainConfig, mesh: Mesh) -> tuple[Any, Any]:
+    """(abstract TrainState, its shardings) for the family's shortcut."""
+    abstract = jax.eval_shape(functools.partial(new_state, family, cfg, None), jax.random.PRNGKey(0))
+    return abstract, fsdp_sharding(mesh, abstract)
+
+
+@functools.lru_cache(maxsize=None)
+def make_init(family, cfg: TrainConfig, mesh: Mesh) -> Callable:
+    """jit(params or None, key) -> TrainState laid out on `mesh`."""
+    return jax.jit(functools.partial(new_state, family, cfg), out_shardings=state_layout(family, cfg, mesh)[1])
+
+
+@functools.lru_cache(maxsize=None)
+def make_train_step(family, cfg: TrainConfig, mesh: Mesh, k: int) -> Callable:
+    """jit(state, raw batch, teacher params, micro_step) -> (state, metrics); the state is donated.
+    Teacher and batch keep the layout they were placed with."""
+    tx = make_optimizer(cfg)
 
     def train_step(state: TrainState, raw: dict, tp: dict, micro_step: jax.Array):
         key = jax.random.fold_in(state.key, micro_step)
@@ -99,16 +130,14 @@ def make_train_step(family, cfg: TrainConfig, tx: optax.MultiSteps, mesh: Mesh, 
         metrics["lr"] = jnp.asarray(learning_rate(cfg)(state.step), jnp.float32)
         return apply_gradients(state, grads, tx, cfg.ema_decay), metrics
 
-    rep = replicated(mesh)
-    return jax.jit(train_step, in_shardings=(state_sharding, batch_sharding(mesh), teacher_sharding, rep),
-                   out_shardings=(state_sharding, rep), donate_argnums=0)
+    return jax.jit(train_step, out_shardings=(state_layout(family, cfg, mesh)[1], replicated(mesh)), donate_argnums=0)
 
 
-def make_eval_step(family, cfg: TrainConfig, mesh: Mesh, params_sharding, teacher_sharding) -> Callable:
+@functools.lru_cache(maxsize=None)
+def make_eval_step(family, cfg: TrainConfig, mesh: Mesh) -> Callable:
     """jit(EMA params, raw batch, teacher params) -> metrics (one-step prediction, as the README's validation)."""
 
     def eval_step(sp, raw, tp):
         return loss_and_metrics(family, cfg, sp, tp, raw, jax.random.PRNGKey(0), 1)[1]
 
-    return jax.jit(eval_step, in_shardings=(params_sharding, batch_sharding(mesh), teacher_sharding),
-                   out_shardings=replicated(mesh))
+    return jax.jit(eval_step, out_shardings=replicated(mesh))

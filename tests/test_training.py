@@ -1,0 +1,112 @@
+"""Training: overfitting lowers the loss, exact resume, export round trip, one-line CLI errors."""
+
+import dataclasses
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from migm_jax.training import loop
+from migm_jax.training.config import load_config
+from migm_jax.training.metrics import MetricsLog
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "smoke.py")
+
+
+def losses(workdir) -> list[tuple[int, float]]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [(r["step"], r["loss"]) for r in map(json.loads, f)]
+
+
+def test_overfitting_a_few_trajectories_lowers_the_loss(tmp_path):
+    pytest.importorskip("tensorflow_datasets", reason="needs the [data] extra")
+    from migm_jax.training.makedata import capture_to_disk
+
+    cfg = load_config(SMOKE, ["total_steps=40", "val_every=0", "ckpt_every=40"])
+    family, teacher, _, configs, _ = loop.build_family(cfg)
+    capture_to_disk(family, teacher, configs, str(tmp_path / "data"), "train", images=2, seed=1, batch=2, progress=False)
+    loop.train(dataclasses.replace(cfg, data_dir=str(tmp_path / "data")), str(tmp_path / "run"), progress=False)
+    seq = [loss for _, loss in losses(tmp_path / "run")]  # 20 samples, 8 epochs
+    assert len(seq) == 40
+    assert np.mean(seq[-5:]) < 0.3 * np.mean(seq[:5]), seq
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_repeats_the_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    cfg = load_config(SMOKE, ["total_steps=8", "ckpt_every=3", "val_every=4"])
+    loop.train(cfg, str(tmp_path / "straight"), progress=False)
+    write = MetricsLog.write
+
+    def crash_at_6(self, record):
+        if record["step"] == 6:
+            raise Crash()
+        write(self, record)
+
+    monkeypatch.setattr(MetricsLog, "write", crash_at_6)
+    with pytest.raises(Crash):
+        loop.train(cfg, str(tmp_path / "crashed"), progress=False)
+    assert [s for s, _ in losses(tmp_path / "crashed")] == [1, 2, 3, 4, 5]
+    monkeypatch.setattr(MetricsLog, "write", write)
+    loop.train(cfg, str(tmp_path / "crashed"), progress=False)
+    assert "resumed from step 3" in capsys.readouterr().out
+    assert losses(tmp_path / "crashed") == losses(tmp_path / "straight")
+    # a later run with a higher total_steps continues the same run
+    loop.train(dataclasses.replace(cfg, total_steps=9), str(tmp_path / "crashed"), progress=False)
+    assert [s for s, _ in losses(tmp_path / "crashed")] == list(range(1, 10))
+
+    # export: the EMA shortcut as a weights dir and as the original's .pth, which converts back exactly
+    from migm_jax.convert.maskgit import maskgit_shortcut
+    from migm_jax.weights import load_weights
+
+    paths = loop.export(cfg, str(tmp_path / "crashed"), str(tmp_path / "export"))
+    run = loop.setup(cfg, str(tmp_path / "crashed"))
+    ema = jax.device_get(run.state.ema)
+    run.checkpoints.close()
+    family, configs, params = load_weights(paths["weights"])
+    assert family == "maskgit" and set(configs) == {"transformer", "shortcut"}
+    jax.tree.map(np.testing.assert_array_equal, params["shortcut"], ema)
+    scfg, back = maskgit_shortcut(paths["pth"], heads=cfg.shortcut["heads"])
+    assert scfg.to_dict() == configs["shortcut"]
+    jax.tree.map(np.testing.assert_array_equal, back, ema)
+
+
+@pytest.fixture
+def cli(capsys):
+    sys.path.insert(0, ROOT)
+    import train
+
+    def run(*argv):
+        code = train.main(list(argv))
+        return code, capsys.readouterr().err.strip()
+    yield run
+    sys.path.remove(ROOT)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--config", "configs/nope.py"], "config file not found: configs/nope.py"),
+    (["--config", SMOKE, "--set", "learning_rate=1"], "unknown config key 'learning_rate'"),
+    (["--config", SMOKE, "--set", "lr=fast"], "lr must be a number"),
+    (["--config", SMOKE, "--set", "total_steps=2.5"], "total_steps must be an integer"),
+    (["--config", SMOKE, "--set", "batch_size=0"], "batch_size must be >= 1"),
+    (["--config", SMOKE, "--set", "lr"], "--set expects key=value"),
+    (["--config", SMOKE, "--set", "data_dir=/no/such/dir"], "data_dir: no such directory: /no/such/dir"),
+    (["--config", SMOKE, "--set", "teacher.depthh=2"], "teacher: "),
+])
+def test_bad_config_is_one_line(cli, tmp_path, argv, msg):
+    code, err = cli(*argv, "--workdir", str(tmp_path / "w"))
+    assert code == 2 and msg in err and len(err.splitlines()) == 1, err
+
+
+def test_bad_workdir_is_one_line(cli, tmp_path):
+    (tmp_path / "file").write_text("")
+    code, err = cli("--config", SMOKE, "--workdir", str(tmp_path / "file" / "w"))
+    assert code == 2 and f"workdir {tmp_path / 'file' / 'w'} is not writable" in err and len(err.splitlines()) == 1, err
+    code, err = cli("--config", SMOKE, "--workdir", str(tmp_path / "w"), "--export")
+    assert code == 2 and "no checkpoint in" in err and len(err.splitlines()) == 1, err
