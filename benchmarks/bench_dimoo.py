@@ -1,9 +1,9 @@
 """Lumina-DiMOO-Shortcut sampling speed and memory at the real 8B size with random bf16 weights (GPU;
 `--quick` runs a tiny CPU check of the same cases).
 
-Cases per resolution (512^2, 1024^2): vanilla N=64, shortcut B=14/11/9, ML-Cache (28 full steps of 64,
-partial recompute implemented as a full-size masked recompute, so it measures the cache's decisions, not
-a speed-up). Loop time = the sampling loop without the VQ decode (the original's latency boundary); the
+Cases per resolution (512^2, 1024^2): vanilla N=64, shortcut B=14/11/9, ML-Cache (28 full steps of 64;
+the 36 partial steps recompute ~10% of the positions as queries against all cached keys, falling back to
+every position on device when ties select more than the static query budget). Loop time = the sampling loop without the VQ decode (the original's latency boundary); the
 decode is timed separately. Compile time is reported separately and excluded; times are means over
 `--repeats` calls after one warm-up call. Peak memory is the device's `peak_bytes_in_use` so far
 (monotone over the run: read each row's value as "at most this much up to here").

@@ -14,7 +14,8 @@ import pytest
 from conftest import fixture_path, load_npz
 from migm_jax.models.llada import LLaDA
 from migm_jax.sampling.dimoo import (DiMOOModels, DiMOOSampling, build_sampler, cached_forward, dimoo_step,
-                                     gumbel_max_sample, mask_by_random_topk, new_token_maps, quantile_linear)
+                                     gumbel_max_sample, mask_by_random_topk, ml_cache_queries, ml_cache_step,
+                                     new_token_maps, quantile_linear)
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
 from migm_jax.sampling.noise import RecordedNoise
 from migm_jax.sampling.schedules import (CHEAP, FULL, cache_refresh_plan, dimoo_cosine_schedule, dimoo_keep_n,
@@ -296,20 +297,21 @@ def test_quantile_matches_torch():
 
 
 def test_partial_recompute_equals_the_gathered_original(small_models):
-    """cached_forward (all positions computed, only `compute` positions kept) equals the original's partial
-    call written literally: the selected positions alone as queries, keys/values from the cache except at
-    the selected positions."""
+    """The ML-Cache partial call, both static forms (every position as a query / the computed positions
+    gathered into n_query rows), equals the original written literally: the selected positions alone as
+    queries at their true positions, keys/values from the cached block inputs except at the selected
+    positions; unselected logits and cache entries stay as they were."""
     models, params = small_models
     lp = {"params": params["llada"]}
     model = LLaDA(models.llada, jnp.float32)
     ids = jnp.asarray(GEN["shortcut__call_model_in_02"])
     old = jnp.asarray(GEN["shortcut__call_model_in_00"])
     valid = jnp.ones(ids.shape, bool)
-    forward = jax.jit(lambda ids, compute, hidden: model.apply(lp, ids, valid, compute, hidden, 512, 256,
-                                                               method=cached_forward))
-    _, hidden = forward(old, valid, [jnp.zeros(ids.shape + (64,))] * 2)
+    forward = jax.jit(lambda ids, compute, hidden, logits, n: model.apply(
+        lp, ids, valid, compute, hidden, logits, 512, 256, n, method=cached_forward), static_argnums=4)
+    logits0, hidden = forward(old, valid, [jnp.zeros(ids.shape + (64,))] * 2, jnp.zeros(ids.shape + (256,)), None)
+    np.testing.assert_allclose(logits0, GEN["shortcut__call_model_logits_img_00"], atol=1e-4, rtol=0)
     compute = jnp.zeros(ids.shape, bool).at[0, jnp.asarray([0, 5, 24, 32, 39])].set(True)
-    logits, new_hidden = forward(ids, compute, hidden)
 
     def gathered(m, ids, sel, hidden):
         t = m.transformer
@@ -322,12 +324,20 @@ def test_partial_recompute_equals_the_gathered_original(small_models):
 
     sel = jnp.flatnonzero(compute[0])
     ref = jax.jit(lambda: model.apply(lp, ids, sel, hidden, method=gathered))()
-    np.testing.assert_allclose(logits[:, sel], ref, atol=1e-5, rtol=0)
-    for h_new, h_old in zip(new_hidden, hidden):
-        np.testing.assert_array_equal(h_new[~compute], h_old[~compute])
+    for n_query in (None, 8):
+        logits, new_hidden = forward(ids, compute, hidden, logits0, n_query)
+        np.testing.assert_allclose(logits[:, sel], ref, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(logits[~compute], logits0[~compute])
+        for h_new, h_old in zip(new_hidden, hidden):
+            np.testing.assert_array_equal(h_new[~compute], h_old[~compute])
+    # more computed positions than query rows: the on-device fallback computes every position
+    step = jax.jit(lambda n: ml_cache_step(model, lp, ids, valid, compute, hidden, logits0, 512, 256, n), static_argnums=0)
+    np.testing.assert_allclose(step(2)[0], forward(ids, compute, hidden, logits0, None)[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(step(8)[0], forward(ids, compute, hidden, logits0, 8)[0], atol=1e-5, rtol=0)
     # everything recomputed = a plain forward
-    full, _ = forward(ids, valid, hidden)
-    np.testing.assert_allclose(full, GEN["shortcut__call_model_logits_img_02"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(forward(ids, valid, hidden, logits0, None)[0], GEN["shortcut__call_model_logits_img_02"],
+                               atol=1e-4, rtol=0)
+    assert ml_cache_queries(40, 0.1) == 13 and ml_cache_queries(4178, 0.1) == 531 and ml_cache_queries(40, 1.0) is None
 
 
 def test_cache_recomputing_everything_is_vanilla(small_models, batched_runs):

@@ -12,7 +12,7 @@ region, so shapes are static and one program serves a whole configuration.
 Step kinds (`dimoo_step_kinds`): FULL runs LLaDA on both sequences. CHEAP is, per mode,
   shortcut: DiMOOShortcut(prev feature, wte of the current tokens, new-token map, keep_n[s-1]/n_img);
   reuse:    the previous feature unchanged;
-  cache:    ML-Cache partial recompute (`cached_forward`).
+  cache:    ML-Cache partial recompute (`ml_cache_step`).
 
 Precision: LLaDA and the shortcut run in `DiMOOModels.dtype`; the CFG combination is done in that dtype
 (bf16 like the original), the sampling math (softmax, Gumbel, confidences) in float32 (the original does it
@@ -196,26 +196,59 @@ def recompute_mask(logits: jax.Array, valid: jax.Array, compute_ratio: float) ->
 
 
 def cached_forward(model: LLaDA, ids: jax.Array, valid: jax.Array, compute: jax.Array, hidden: list,
-                   text_vocab_size: int, codebook_size: int) -> tuple[jax.Array, list]:
-    """ML-Cache forward (`LLaDA.apply(..., method=cached_forward)`).
+                   logits: jax.Array, text_vocab_size: int, codebook_size: int,
+                   n_query: Optional[int] = None) -> tuple[jax.Array, list]:
+    """ML-Cache forward (`LLaDA.apply(..., method=cached_forward)`): the original's partial call.
 
-    Every block attends with keys/values computed from its cached INPUT `hidden[l]` (b, L, d) except at
-    `compute` positions (b, L), which use the fresh residual stream; the cache is updated there. Caching
-    the block input instead of pre-RoPE k/v is equivalent (k, v are a deterministic function of it) and
-    costs half the memory. With compute all True this is the plain forward. Every position is computed
-    (shape-static, not faster): only the outputs at `compute` positions equal the original's partial call.
-    Returns (codebook logits (b, L, K) at every position, updated hidden list).
+    Only `compute` positions (b, L) are recomputed: their tokens are embedded and carried through the
+    blocks as queries (at their true positions), attending to every valid key; keys/values come from
+    the cached block INPUTS `hidden[l]` (b, L, d), which are overwritten at the computed positions.
+    Caching the block input instead of pre-RoPE k/v is equivalent (k and v are a deterministic function
+    of it) and takes half the memory. The codebook logits (b, L, K) of the computed positions replace
+    those in `logits`; all other positions keep stale logits, as in the original.
+
+    n_query: static number of query rows. None = every position is a query (shape-static; used for full
+    steps, compute = valid); otherwise the first n_query positions in the order computed-first,
+    ascending (non-computed rows among them neither write the cache nor the logits), so it is exact
+    only when no row has more than n_query computed positions (see `ml_cache_step`).
+    Returns (logits, hidden) updated.
     """
     t = model.transformer
-    x = t.embed(ids)
-    positions = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
+    b, length = ids.shape
+    rows = jnp.arange(b)[:, None]
+    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+    idx = positions if n_query is None else jnp.argsort(~compute, axis=-1, stable=True)[:, :n_query].astype(jnp.int32)
+    write = compute[rows, idx][..., None]  # (b, M, 1)
+    x = t.embed(ids[rows, idx])
     new_hidden = []
     for block, h in zip(t.blocks, hidden):
-        h = jnp.where(compute[..., None], x, h)
+        h = h.at[rows, idx].set(jnp.where(write, x, h[rows, idx]))
         new_hidden.append(h)
-        x = block(x, positions, kv=h, kv_positions=positions, key_mask=valid)
-    feat = t.ln_f(x).astype(t.dtype)
-    return t.image_logits(feat, text_vocab_size, codebook_size), new_hidden
+        x = block(x, idx, kv=h, kv_positions=positions, key_mask=valid)
+    fresh = t.image_logits(t.ln_f(x).astype(t.dtype), text_vocab_size, codebook_size)
+    return logits.at[rows, idx].set(jnp.where(write, fresh, logits[rows, idx])), new_hidden
+
+
+def ml_cache_queries(length: int, compute_ratio: float) -> Optional[int]:
+    """Static query rows of a partial step for sequences of `length`: the count the quantile selects for
+    distinct values (floor(q (L-1)) + 1) plus 25% + 8 for ties (bf16 logits tie often); None when that
+    reaches L (compute everything)."""
+    base = int(np.floor(np.float32(compute_ratio) * np.float32(length - 1))) + 1
+    n = -(-5 * base // 4) + 8
+    return None if n >= length else n
+
+
+def ml_cache_step(model: LLaDA, params: dict, ids: jax.Array, valid: jax.Array, compute: jax.Array, hidden: list,
+                  logits: jax.Array, text_vocab_size: int, codebook_size: int,
+                  n_query: Optional[int]) -> tuple[jax.Array, list]:
+    """`cached_forward` with n_query query rows when every row fits (the fast path), else with every
+    position (exact fallback chosen on device with lax.cond). Shapes as in `cached_forward`."""
+    def run(n):
+        return lambda: model.apply(params, ids, valid, compute, hidden, logits, text_vocab_size, codebook_size, n,
+                                   method=cached_forward)
+    if n_query is None:
+        return run(None)()
+    return jax.lax.cond(jnp.max(jnp.sum(compute, axis=-1)) <= n_query, run(n_query), run(None))
 
 
 def _gather(x: jax.Array, pos: jax.Array) -> jax.Array:
@@ -241,6 +274,7 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     rows = jnp.arange(b)[:, None]
     cpos, upos = batch.cond_image_positions(), batch.uncond_image_positions()
     use_cfg = sampling.cfg_scale > 0
+    q = 1 - sampling.cache_ratio  # ML-Cache: quantile of the recomputed positions
     sides = [(batch.cond_ids, batch.cond_valid, cpos)]
     if use_cfg:
         sides.append((batch.uncond_ids, batch.uncond_valid, upos))
@@ -264,13 +298,16 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     def reuse(state, step):
         return state["carry"]
 
-    def cached(compute_fn):
+    def cached(partial: bool):
         def branch(state, step):
             out = []
             for (ids, valid, _), (hidden, logits) in zip(sequences(state["tokens"]), state["carry"]):
-                compute = compute_fn(logits, valid)
-                fresh, hidden = llada.apply(lp, ids, valid, compute, hidden, tv, kb, method=cached_forward)
-                out.append((hidden, jnp.where(compute[..., None], fresh, logits)))
+                if partial:
+                    compute, n_query = recompute_mask(logits, valid, q), ml_cache_queries(ids.shape[1], q)
+                else:
+                    compute, n_query = valid, None
+                logits, hidden = ml_cache_step(llada, lp, ids, valid, compute, hidden, logits, tv, kb, n_query)
+                out.append((hidden, logits))
             return tuple(out)
         return branch
 
@@ -295,8 +332,7 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     if sampling.mode == "cache":
         carry = tuple(([jnp.zeros(ids.shape + (d,), dtype)] * models.llada.n_layers, jnp.zeros(ids.shape + (kb,), dtype))
                       for ids, _, _ in sides)
-        q = 1 - sampling.cache_ratio
-        branches = (cached(lambda logits, valid: valid), cached(lambda logits, valid: recompute_mask(logits, valid, q)))
+        branches = (cached(False), cached(True))
     else:
         carry = tuple(jnp.zeros(ids.shape + (d,), dtype) for ids, _, _ in sides)
         branches = (full, shortcut if sampling.mode == "shortcut" else reuse)
