@@ -35,7 +35,8 @@ def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: 
     if os.path.isdir(model_dir) and not tok_files:
         raise FileNotFoundError(f"no tokenizer files (tokenizer.json, tokenizer_config.json, ...) in {model_dir}")
     configs, params = {}, {}
-    cfg, params["llada"] = llada(model_dir)
+    host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])  # 16 GB of bf16: keep it off the accelerator
+    cfg, params["llada"] = llada(model_dir, shardings=lambda path: host)
     configs["llada"] = cfg.to_dict()
     if shortcut_path:
         scfg, params["shortcut"] = dimoo_shortcut(shortcut_path, cfg)
