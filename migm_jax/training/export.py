@@ -1,7 +1,8 @@
 """Export of a trained (EMA) shortcut: a weights dir for sample.py and a PyTorch state dict (`.pth`)
 with the original key names, so the shortcut also loads in the original code (strict load_state_dict).
 
-The `.pth` mapping is the exact inverse of `migm_jax.convert.maskgit.shortcut_params`.
+The `.pth` mappings are the exact inverses of `migm_jax.convert.maskgit.shortcut_params` and
+`migm_jax.convert.llada.shortcut_params`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,26 @@ def maskgit_shortcut_state_dict(cfg: MaskGITShortcutConfig, params: dict) -> dic
     return sd
 
 
+def dimoo_shortcut_state_dict(cfg, params: dict) -> dict[str, np.ndarray]:
+    """Flax DiMOOShortcut params -> `dimoo-shortcut.pth` state dict (no biases inside the LLaDA blocks)."""
+    sd: dict[str, np.ndarray] = collections.OrderedDict()
+    if cfg.width != cfg.d_model:
+        for name in ("proj_in", "proj_out", "new_token_proj_in"):
+            _linear(sd, name, params[name])
+    for i in range(cfg.n_block):
+        for part in ("cross_attn", "self_attn"):
+            block = params[f"blocks_{i}"][part]
+            for name, p in block.items():
+                key = f"blocks.{i}.{part}.{name}.weight"
+                sd[key] = np.asarray(p["scale"]) if "scale" in p else np.asarray(p["kernel"]).T
+    sd["ln_f.weight"] = np.asarray(params["ln_f"]["scale"])
+    if cfg.embed_t:
+        _linear(sd, "time_embedder.mlp.0", params["time_embedder"]["mlp_0"])
+        _linear(sd, "time_embedder.mlp.2", params["time_embedder"]["mlp_2"])
+        _linear(sd, "adaLN_modulation", params["adaLN_modulation"])
+    return sd
+
+
 def save_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
     """torch.save of the state dict as float32 tensors (needs torch: pip install 'migm-jax[torch]')."""
     try:
@@ -69,7 +90,7 @@ def save_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
 def export_shortcut(out_dir: str, family, base_configs: dict, base_params: dict, ema: dict) -> dict[str, str]:
     """Writes `<out_dir>/weights` (base modules + the shortcut, loadable by sample.py) and
     `<out_dir>/shortcut.pth`; returns the written paths."""
-    state_dicts = {"maskgit": maskgit_shortcut_state_dict}
+    state_dicts = {"maskgit": maskgit_shortcut_state_dict, "dimoo": dimoo_shortcut_state_dict}
     weights = os.path.join(out_dir, "weights")
     save_weights(weights, family.name, {**base_configs, "shortcut": family.shortcut.to_dict()}, {**base_params, "shortcut": ema})
     pth = os.path.join(out_dir, "shortcut.pth")

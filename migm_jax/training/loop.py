@@ -32,7 +32,8 @@ def build_family(cfg: TrainConfig):
     if cfg.family == "maskgit":
         from migm_jax.training.maskgit_family import build_maskgit
         return build_maskgit(cfg)
-    raise ConfigError(f"family {cfg.family!r} has no training adaptor yet")
+    from migm_jax.training.dimoo_family import build_dimoo
+    return build_dimoo(cfg)
 
 
 def check_workdir(workdir: str) -> None:

@@ -3,10 +3,11 @@
 Every family adaptor offers the same attributes and methods (the trainer uses nothing else):
   name, steps, mask_id, feature_shape (T, C), traj_fields
   init_shortcut(key) -> params
-  shortcut_apply(sp, prev_feat, new_emb, new_map, mask_ratio) -> (b,T,C) float32
+  shortcut_apply(sp, prev_feat, new_emb, new_map, mask_ratio, sample) -> (b,T,C)
   embed(tp, ids) -> (b,T,C) new-token embedding;  head(tp, feat) -> (b,Th,K) logits of the first Th positions
-  loss_mask(cur_ids, order) -> (b,T) bool;  teacher_features(tp, ids) -> (b,T,C)
-  rollout_tokens(tp, feat, cur_ids, step, key) -> (cur_ids, new_map)   (student decides step `step`)
+  loss_mask(cur_ids, sample) -> (b,T) bool;  teacher_features(tp, ids, sample) -> (b,T,C)
+  rollout_tokens(tp, feat, cur_ids, step, key, sample) -> (cur_ids, new_map)   (student decides step `step`)
+`sample` is the expanded batch (trajectories.expand): families read their extra fields from it.
   random_conditions(key, n);  capture(tp, conditions, key) -> trajectories (see trajectories.py)
 """
 
@@ -61,7 +62,7 @@ class MaskGITFamily:
         feat = jnp.zeros((1, t, c), jnp.float32)
         return MaskGITShortcut(self.shortcut).init(key, feat, feat, jnp.ones((1, t), bool), jnp.ones((1,)))["params"]
 
-    def shortcut_apply(self, sp, prev_feat, new_emb, new_map, mask_ratio) -> jax.Array:
+    def shortcut_apply(self, sp, prev_feat, new_emb, new_map, mask_ratio, sample) -> jax.Array:
         return self._student().apply({"params": sp}, prev_feat, new_emb, new_map, mask_ratio)
 
     def embed(self, tp, ids: jax.Array) -> jax.Array:
@@ -71,11 +72,11 @@ class MaskGITFamily:
     def head(self, tp, feat: jax.Array) -> jax.Array:
         return self._teacher().apply({"params": tp}, feat, method=MaskTransformer.head)
 
-    def loss_mask(self, cur_ids: jax.Array, order: jax.Array) -> jax.Array:
+    def loss_mask(self, cur_ids: jax.Array, sample: dict) -> jax.Array:
         """Positions still masked in the target state (the class column never is)."""
         return cur_ids == self.mask_id
 
-    def teacher_features(self, tp, ids: jax.Array) -> jax.Array:
+    def teacher_features(self, tp, ids: jax.Array, sample: Optional[dict] = None) -> jax.Array:
         """The teacher's last-layer feature of full id rows (b, T) (codes + class token)."""
         c = self.transformer
         n = c.grid * c.grid
@@ -85,7 +86,7 @@ class MaskGITFamily:
         codes = ids[:, :n].reshape(-1, c.grid, c.grid)
         return self._teacher().apply({"params": tp}, codes, labels, drop, method=MaskTransformer.features)
 
-    def rollout_tokens(self, tp, feat, cur_ids, step, key):
+    def rollout_tokens(self, tp, feat, cur_ids, step, key, sample):
         """The original's sample_from_feat: the student fixes the tokens of step `step` (b,) from its own feature.
 
         No CFG: head logits, categorical sample, confidence log p + r_temp * gumbel * (1 - step/(N-1)),

@@ -57,17 +57,18 @@ def forward(family, cfg: TrainConfig, sp: dict, tp: dict, sample: dict, key: jax
     for j in range(1, k + 1):
         active = j <= k_i
         if j >= 2:
-            nxt, nxt_map = family.rollout_tokens(tp, jax.lax.stop_gradient(feat), cur, step + j - 1, jax.random.fold_in(key, j))
+            nxt, nxt_map = family.rollout_tokens(tp, jax.lax.stop_gradient(feat), cur, step + j - 1,
+                                                 jax.random.fold_in(key, j), sample)
             cur = jnp.where(active[:, None], nxt, cur)
             new_map = jnp.where(active[:, None], nxt_map, new_map)
             ratio = image_mask_ratio(cur, order, family.mask_id)
-        out = family.shortcut_apply(sp, jax.lax.stop_gradient(feat), family.embed(tp, cur), new_map, ratio)
+        out = family.shortcut_apply(sp, jax.lax.stop_gradient(feat), family.embed(tp, cur), new_map, ratio, sample)
         feat = out if j == 1 else jnp.where(active[:, None, None], out, feat)
     tgt = sample["tgt_feat"].astype(jnp.float32)
     if k > 1:
-        teacher = jax.lax.stop_gradient(family.teacher_features(tp, cur).astype(jnp.float32))
+        teacher = jax.lax.stop_gradient(family.teacher_features(tp, cur, sample).astype(jnp.float32))
         tgt = jnp.where((k_i >= 2)[:, None, None], teacher, tgt)
-    return feat, tgt, family.loss_mask(cur, order)
+    return feat.astype(jnp.float32), tgt, family.loss_mask(cur, sample)
 
 
 def loss_and_metrics(family, cfg: TrainConfig, sp, tp, raw: dict, key, k: int):

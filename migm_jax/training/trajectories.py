@@ -5,7 +5,8 @@ A batch of trajectories is a dict of arrays, one row per trajectory (one CFG hal
   ids    (n, T) int32           the final token ids at every position (what the base model reads)
   order  (n, T) int32           step at which each position was fixed; -1 = never masked
   label  (n,) int32             class id (MaskGIT) or -1; half (n,) int32: 0 cond, 1 uncond
-plus optional family fields of shape (n, T) (e.g. 'always_new').
+plus optional family fields of shape (n, T): 'valid' (bool, False = padding) and 'always_new' (bool,
+positions that are new tokens at every step: DiMOO's cond prompt).
 
 A raw training sample is (trajectory, step s) for s in 0..N-2:
   prev_feat = feat[s], tgt_feat = feat[s+1] (T, C); ids, order, step = s (+ family fields).
@@ -46,9 +47,10 @@ def expand(raw: dict, mask_id: int) -> dict:
     new_map = order == s
     if "always_new" in raw:
         new_map = new_map | raw["always_new"].astype(bool)
+    extra = {k: raw[k] for k in ("valid", "always_new") if k in raw}
     return {
         "prev_feat": raw["prev_feat"], "tgt_feat": raw["tgt_feat"], "step": raw["step"], "order": order,
-        "cur_ids": cur_ids, "new_map": new_map, "mask_ratio": image_mask_ratio(cur_ids, order, mask_id),
+        "cur_ids": cur_ids, "new_map": new_map, "mask_ratio": image_mask_ratio(cur_ids, order, mask_id), **extra,
     }
 
 

@@ -1,0 +1,113 @@
+"""Family adaptors: multi-step rollout (student-decided tokens follow the schedule), the DiMOO adaptor
+(train steps on padded cond/uncond rows, keep_n rollout) and its `.pth` export round trip."""
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, maskgit_schedule
+from migm_jax.sharding import make_mesh
+from migm_jax.training.config import TrainConfig, load_config
+from migm_jax.training.loop import build_family
+from migm_jax.training.step import forward, make_init, make_train_step, step_config
+from migm_jax.training.trajectories import expand
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYOUT = {"mask": 492, "newline": 240, "boa": 500, "eoa": 501, "boi": 502, "eoi": 503, "uncond": 504,
+          "text_vocab_size": 512, "codebook_size": 256}
+DIMOO = TrainConfig(
+    family="dimoo", teacher={"llada": {"d_model": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 2, "mlp_hidden_size": 64,
+                                       "vocab_size": 768, "embedding_size": 768}, "layout": LAYOUT, "grid": [2, 3], "seq_len": 18},
+    shortcut={"n_block": 1, "bottleneck_ratio": 2}, sampling={"steps": 4}, compute_dtype="float32", teacher_dtype="float32",
+    batch_size=4, lr=1e-3, ema_decay=0.9, kl_weight=0.1)
+
+
+def synthetic_raw(rng, order_rows, ids_rows, feat_shape, extra=None):
+    b = len(order_rows)
+    raw = {"prev_feat": rng.normal(size=(b,) + feat_shape).astype(jnp.bfloat16),
+           "tgt_feat": rng.normal(size=(b,) + feat_shape).astype(jnp.bfloat16),
+           "order": np.stack(order_rows).astype(np.int32), "ids": np.stack(ids_rows).astype(np.int32)}
+    return dict(raw, **(extra or {}))
+
+
+def test_maskgit_rollout_follows_the_schedule():
+    cfg = load_config(os.path.join(ROOT, "configs", "smoke.py"))
+    family, teacher, _, _, _ = build_family(cfg)
+    tc, n_steps, rng = family.transformer, family.steps, np.random.default_rng(0)
+    sche = maskgit_schedule(n_steps, "arccos", tc.grid)
+    orders = [np.concatenate([rng.permutation(np.repeat(np.arange(n_steps), sche)), [-1]]) for _ in range(4)]
+    ids = [np.concatenate([rng.integers(0, tc.codebook_size, tc.grid ** 2), [tc.codebook_size + 2]]) for _ in range(4)]
+    raw = synthetic_raw(rng, orders, ids, family.feature_shape, {"step": np.array([0, 1, 2, n_steps - 2], np.int32)})
+    params = family.init_shortcut(jax.random.PRNGKey(0))
+
+    @jax.jit
+    def run(raw):
+        sample = expand(raw, family.mask_id)
+        rolled = family.rollout_tokens(teacher, sample["prev_feat"], sample["cur_ids"], sample["step"] + 1,
+                                       jax.random.PRNGKey(1), sample)
+        return sample, rolled, [forward(family, cfg, params, teacher, sample, jax.random.PRNGKey(2), k) for k in (1, 2)]
+
+    sample, (cur, new_map), ((est1, tgt1, mask1), (est2, tgt2, mask2)) = jax.device_get(run(raw))
+    was = sample["cur_ids"] == family.mask_id
+    for i, s in enumerate(raw["step"][:3]):
+        assert np.sum(new_map[i]) == sche[s + 1] and not np.any(new_map[i] & ~was[i])
+        np.testing.assert_array_equal(cur[i][~was[i]], sample["cur_ids"][i][~was[i]])
+    # the last step cannot roll out: k is clipped to 1 there; elsewhere the target is the teacher's
+    np.testing.assert_array_equal(est2[3], est1[3])
+    np.testing.assert_array_equal(tgt2[3], tgt1[3])
+    assert np.all(mask2[:3].sum(1) < mask1[:3].sum(1))
+
+
+def dimoo_batch(family, rng):
+    """Two cond rows (prompt of 5 + image region) and two uncond rows (prompt of 3), right-padded to 18."""
+    lay, (gh, gw) = family.layout, family.grid
+    keep = np.concatenate([[gh * gw], dimoo_keep_n(family.steps, gh * gw)])
+    fixed = np.repeat(np.arange(family.steps), keep[:-1] - keep[1:])
+    rows = {k: [] for k in ("ids", "order", "valid", "always_new")}
+    for prompt in (5, 5, 3, 3):
+        cells = [lay.boa, lay.boi] + sum([[None] * gw + [lay.newline] for _ in range(gh)], []) + [lay.eoi, lay.eoa]
+        codes = iter(rng.integers(0, lay.codebook_size, gh * gw) + lay.text_vocab_size)
+        order_cells = iter(rng.permutation(fixed))
+        ids = list(rng.integers(0, 200, prompt)) + [next(codes) if c is None else c for c in cells]
+        order = [-1] * prompt + [next(order_cells) if c is None else -1 for c in cells]
+        pad = family.seq_len - len(ids)
+        rows["ids"].append(np.array(ids + [0] * pad))
+        rows["order"].append(np.array(order + [-1] * pad))
+        rows["valid"].append(np.arange(family.seq_len) < len(ids))
+        rows["always_new"].append(np.arange(family.seq_len) < (prompt if prompt == 5 else 0))
+    raw = synthetic_raw(rng, rows["order"], rows["ids"], family.feature_shape,
+                        {"step": np.array([0, 1, 2, 1], np.int32), "valid": np.stack(rows["valid"]),
+                         "always_new": np.stack(rows["always_new"])})
+    return raw, keep
+
+
+def test_dimoo_train_steps_rollout_and_export(tmp_path):
+    from migm_jax.convert.llada import dimoo_shortcut
+    from migm_jax.training.export import export_shortcut
+
+    family, teacher, _, configs, base = build_family(DIMOO)
+    rng = np.random.default_rng(0)
+    raw, keep = dimoo_batch(family, rng)
+    sample = expand(raw, family.mask_id)
+    np.testing.assert_array_equal(np.asarray(sample["mask_ratio"]), dimoo_mask_ratios(family.steps, 6)[raw["step"] + 1])
+    assert np.all(np.asarray(sample["new_map"][:2, :5])) and not np.any(np.asarray(sample["new_map"][2:, :3]))
+    cur, _ = family.rollout_tokens(teacher, sample["prev_feat"], sample["cur_ids"], sample["step"] + 1,
+                                   jax.random.PRNGKey(1), sample)
+    masked = np.sum((np.asarray(cur) == family.mask_id) & (raw["order"] >= 0), axis=1)
+    np.testing.assert_array_equal(masked, keep[raw["step"] + 2])
+    scfg, mesh = step_config(DIMOO), make_mesh(devices=jax.devices()[:1])
+    state = make_init(family, scfg, mesh)(None, jax.random.PRNGKey(0))
+    step = make_train_step(family, scfg, mesh, 1)
+    losses = []
+    for m in range(6):
+        state, metrics = step(state, raw, teacher, jnp.int32(m))
+        losses.append(float(metrics["loss"]))
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    paths = export_shortcut(str(tmp_path), family, configs, base, jax.device_get(state.ema))
+    cfg_back, back = dimoo_shortcut(paths["pth"], family.llada)
+    assert cfg_back == family.shortcut
+    jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(state.ema))
+    assert dataclasses.asdict(cfg_back)["bottleneck_ratio"] == 2
