@@ -43,8 +43,10 @@ def test_transformer_bf16_close_to_fp32(maskgit_small):
     np.testing.assert_allclose(logits, io["out_logits"], atol=0.15)
 
 
-@pytest.mark.parametrize("name", ["maskgit_shortcut", "maskgit_shortcut_nblock2"])
-def test_shortcut_matches_original(name, maskgit_small):
+@pytest.mark.parametrize("name,max_new", [("maskgit_shortcut", None), ("maskgit_shortcut_nblock2", None),
+                                          ("maskgit_shortcut", 6), ("maskgit_shortcut", 20)])
+def test_shortcut_matches_original(name, max_new, maskgit_small):
+    """Dense masked keys, and keys compacted to `max_new` slots (6 = exactly the new tokens per row)."""
     tcfg, tparams = maskgit_small
     cfg, params = maskgit_shortcut(fixture_path(name, "shortcut.pth"), heads=4)
     assert cfg.n_block == (2 if name.endswith("nblock2") else 1) and cfg.width == 32
@@ -54,7 +56,7 @@ def test_shortcut_matches_original(name, maskgit_small):
     ids[new_map] = io["in_new_token_ids"].reshape(-1)
     model = MaskTransformer(tcfg)
     emb = model.apply({"params": tparams}, jnp.asarray(ids, jnp.int32), method=MaskTransformer.embed)
-    out = MaskGITShortcut(cfg).apply({"params": params}, jnp.asarray(io["in_prev_feat"]), emb,
+    out = MaskGITShortcut(cfg, max_new_tokens=max_new).apply({"params": params}, jnp.asarray(io["in_prev_feat"]), emb,
                                      jnp.asarray(new_map), jnp.asarray(io["in_mask_ratio"]))
     np.testing.assert_allclose(out, io["out_feat"], atol=ATOL)
     logits = model.apply({"params": tparams}, out, method=MaskTransformer.head)

@@ -70,18 +70,25 @@ class MaskGITShortcut(nn.Module):
     position; only positions where new_token_map is True are attended to.
     mask_ratio: fraction of image tokens still masked before this step, in [0, 1].
     attention_impl / approximate_gelu: speed settings as in MaskTransformer.
+    max_new_tokens: if set, the keys are first compacted to this many slots (new positions first, in
+    position order, the rest masked): same result whenever no row has more new tokens, far less work.
     """
 
     cfg: MaskGITShortcutConfig
     dtype: jnp.dtype = jnp.float32
     attention_impl: Optional[str] = None
     approximate_gelu: bool = False
+    max_new_tokens: Optional[int] = None
 
     @nn.compact
     def __call__(self, prev_feat: jax.Array, new_token_emb: jax.Array, new_token_map: jax.Array,
                  mask_ratio: jax.Array) -> jax.Array:
         c, w = self.cfg, self.cfg.width
         project = c.bottleneck_ratio != 1
+        if self.max_new_tokens is not None:
+            slots = jnp.argsort(~new_token_map, axis=1, stable=True)[:, : self.max_new_tokens]  # (b, K)
+            new_token_emb = jnp.take_along_axis(new_token_emb, slots[..., None], axis=1)
+            new_token_map = jnp.take_along_axis(new_token_map, slots, axis=1)
         new = dense(w, self.dtype, "new_token_proj_in")(new_token_emb.astype(self.dtype)) if project else new_token_emb
         x = dense(w, self.dtype, "proj_in")(prev_feat.astype(self.dtype)) if project else prev_feat
         for i in range(c.n_block):

@@ -145,6 +145,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     doubled = lambda code: jnp.concatenate([code, code]).reshape(2 * b, tcfg.grid, tcfg.grid)
 
     sp = cast_kernels(params["shortcut"], dtype) if sampling.mode == "shortcut" else None
+    max_new = int(maskgit_schedule(steps, sampling.sched_mode, tcfg.grid).max())  # most tokens one step fixes
 
     def full(state, step):
         return transformer.apply(tp, doubled(state["code"]), labels2, drop2, method=MaskTransformer.features)
@@ -154,7 +155,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
         emb = transformer.apply(tp, ids, method=MaskTransformer.embed)
         new_map = jnp.concatenate([state["new_map"], jnp.zeros((b, 1), bool)], axis=1)
         ratio = jnp.mean(state["mask"].astype(jnp.float32), axis=1)
-        sc = MaskGITShortcut(models.shortcut, dtype, models.attention_impl, models.approximate_gelu)
+        sc = MaskGITShortcut(models.shortcut, dtype, models.attention_impl, models.approximate_gelu, max_new)
         return sc.apply({"params": sp}, state["feat"], emb,
                         jnp.concatenate([new_map, new_map]), jnp.concatenate([ratio, ratio]))
 
