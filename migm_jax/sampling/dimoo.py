@@ -156,9 +156,9 @@ def dimoo_step(sampling: DiMOOSampling, keep_n: jax.Array, tokens: jax.Array, ma
     u_sample = None if t == 0 else noise.uniform(k_sample, step, (b, n, k), slot=0)
     sampled = gumbel_max_sample(logits, t, u_sample)
     probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), sampled[..., None], axis=-1)[..., 0]
-    conf = jnp.where(mask, remask_confidence(probs, t, noise.uniform(k_mask, step, (b, n), slot=1)), -jnp.inf)
-    n_fix = jnp.sum(mask, axis=-1, keepdims=True) - keep_n[step]
-    return select_top_k(tokens, mask, sampled + text_vocab_size, conf, n_fix)
+    stay = mask_by_random_topk(keep_n[step], probs, t, noise.uniform(k_mask, step, (b, n), slot=1), mask)
+    new = mask & ~stay
+    return jnp.where(new, sampled + text_vocab_size, tokens), stay, new
 
 
 def new_token_maps(batch: PromptBatch, new_cells: jax.Array, no_prompt: bool = False) -> tuple[jax.Array, jax.Array]:
