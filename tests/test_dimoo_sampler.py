@@ -186,13 +186,20 @@ def recorded_noise(mode):
 def test_generation_replays_original(small_models, mode):
     """8 steps, cfg 4, budget 4 in shortcut mode, with the original's uniforms: every mask and the final ids."""
     models, params = small_models
-    sampling = MODES[mode]
+    sampling, capture = MODES[mode], mode == "shortcut"
     noise, masks = recorded_noise(mode)
-    out = build_sampler(models, sampling, decode=False)(params, generation_batch(), jax.random.PRNGKey(0), noise)
+    out = build_sampler(models, sampling, decode=False, capture=capture)(params, generation_batch(),
+                                                                         jax.random.PRNGKey(0), noise)
     np.testing.assert_array_equal(np.asarray(out["trace"]["mask"])[:-1, 0], masks[1:])
     assert not np.asarray(out["trace"]["mask"])[-1].any()
     np.testing.assert_array_equal(np.asarray(out["codes"]).reshape(1, -1) + SMALL.text_vocab_size,
                                   GEN[f"{mode}__out_vq_ids"])
+    if capture:  # the features each step decided from: the backbone's on full steps, the shortcut's between
+        for s in range(8):
+            name = f"shortcut__call_model_last_feat_{s:02d}" if s % 2 == 0 else f"shortcut__call_sc_out_{s - 1:02d}"
+            for side in range(2):
+                ref = GEN[name[:-2] + f"{(s // 2) * 2 + side:02d}"]
+                np.testing.assert_allclose(out["trace"]["features"][side][s], ref, atol=1e-4, rtol=0)
 
 
 # two prompt lengths (row 1 is right-padded); prompt 0 and the settings are the replay's, which shares compilations
@@ -371,6 +378,8 @@ def test_incompatible_models_are_rejected(small_models):
                       decode=False)
     with pytest.raises(ValueError, match="decoding images needs a VQ model config"):
         build_sampler(models, DiMOOSampling(steps=4), decode=True)
+    with pytest.raises(ValueError, match="feature capture needs a feature mode"):
+        build_sampler(models, MODES["cache"], decode=False, capture=True)
     with pytest.raises(ValueError, match="layout needs 134548 logit columns, LLaDA has 768"):
         build_sampler(dataclasses.replace(models, layout=TokenLayout.real()), DiMOOSampling(steps=4), decode=False)
 

@@ -257,12 +257,14 @@ def _gather(x: jax.Array, pos: jax.Array) -> jax.Array:
 
 
 def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, batch: PromptBatch, key: jax.Array,
-                 noise=JaxNoise(), decode: bool = True) -> dict:
+                 noise=JaxNoise(), capture: bool = False, decode: bool = True) -> dict:
     """Generates one image per row of `batch` (traceable; use `build_sampler` for the compiled version).
 
     params: {'llada': ..., 'shortcut': ... (shortcut mode), 'vq': ... (decode)}.
     Returns {'codes': (b, gh, gw) int32 codebook indices, 'trace': {'tokens', 'mask'} (N, b, gh*gw) after
-    every step (tokens are absolute ids, MASK while masked), 'images': (b, H, W, 3) uint8 if decode}.
+    every step (tokens are absolute ids, MASK while masked), plus with capture 'features': a tuple per
+    side (cond[, uncond]) of (N, b, L, d) = the post-ln_f feature each step decides from (not in cache
+    mode); 'images': (b, H, W, 3) uint8 if decode}.
     """
     lay, dtype = models.layout, jnp.dtype(models.dtype)
     llada = LLaDA(models.llada, dtype, models.attention_impl)
@@ -326,7 +328,10 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     def update(state, carry, step):
         tokens, mask, new = dimoo_step(sampling, keep_n, state["tokens"], state["mask"], image_logits(carry),
                                        step, state["key"], noise, tv)
-        return dict(state, tokens=tokens, mask=mask, new=new, carry=carry), {"tokens": tokens, "mask": mask}
+        out = {"tokens": tokens, "mask": mask}
+        if capture:
+            out["features"] = carry
+        return dict(state, tokens=tokens, mask=mask, new=new, carry=carry), out
 
     d = models.llada.d_model
     if sampling.mode == "cache":
@@ -357,17 +362,19 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
 
 @functools.lru_cache(maxsize=None)
 def build_sampler(models: DiMOOModels, sampling: DiMOOSampling, decode: bool = True,
-                  mesh: Optional[jax.sharding.Mesh] = None):
+                  mesh: Optional[jax.sharding.Mesh] = None, capture: bool = False):
     """One jitted sampler per configuration: fn(params, batch: PromptBatch, key[, noise]) -> dict.
 
     One compilation per prompt-batch shape (batch size, padded lengths, grid). With a `mesh`, the batch
     and the outputs are split over its ('data', 'fsdp') axes and the params keep the sharding they were
     placed with (`migm_jax.sharding.shard_params` or `convert.llada(shardings=...)`); the sharded sampler
-    draws its own noise (fn(params, batch, key)).
+    draws its own noise (fn(params, batch, key)). capture: also return the per-step features (`sample_dimoo`).
     """
     sampling.validate()
     models.validate(sampling, decode)
-    fn = functools.partial(sample_dimoo, models, sampling, decode=decode)
+    if capture and sampling.mode == "cache":
+        raise ValueError("feature capture needs a feature mode (vanilla, shortcut, reuse), not cache")
+    fn = functools.partial(sample_dimoo, models, sampling, capture=capture, decode=decode)
     if mesh is None:
         return jax.jit(fn)
     from migm_jax.sharding import batch_sharding, replicated
