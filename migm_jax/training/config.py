@@ -31,11 +31,12 @@ class TrainConfig:
     # feature width is taken from the teacher). init_shortcut: weights dir whose shortcut starts training.
     teacher_weights: Optional[str] = None
     teacher: dict = dataclasses.field(default_factory=dict)
-    shortcut: dict = dataclasses.field(default_factory=lambda: {"heads": 16, "n_block": 1, "bottleneck_ratio": 2})
+    shortcut: dict = dataclasses.field(default_factory=dict)  # {} = the released shortcut's settings
     init_shortcut: Optional[str] = None
     sampling: dict = dataclasses.field(default_factory=dict)  # sampler settings of the trajectories (steps, cfg_w, ...)
     compute_dtype: str = "bfloat16"  # shortcut compute; params stay float32
     teacher_dtype: str = "bfloat16"  # teacher compute (online trajectories, rollout targets)
+    attention_impl: Optional[str] = None  # None: exact XLA attention; 'cudnn' (GPU flash) | 'xla'
     # Data. data_dir: TFDS trajectories written by `python -m migm_jax.training.makedata`; None = online.
     data_dir: Optional[str] = None
     train_split: str = "train"
@@ -86,6 +87,7 @@ class TrainConfig:
         need(self.val_every >= 0, f"val_every must be >= 0, got {self.val_every}")
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        need(self.attention_impl in (None, "cudnn", "xla"), "attention_impl must be None, cudnn or xla")
         for name in ("compute_dtype", "teacher_dtype"):
             need(getattr(self, name) in ("float32", "bfloat16"), f"{name} must be float32 or bfloat16")
         for name in ("data_dir", "teacher_weights", "init_shortcut"):

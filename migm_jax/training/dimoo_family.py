@@ -41,6 +41,7 @@ class DiMOOFamily:
     seq_len: int = 4224  # padded sequence length T of the trajectories
     compute_dtype: str = "bfloat16"
     teacher_dtype: str = "bfloat16"
+    attention_impl: Optional[str] = None
 
     name = "dimoo"
     traj_fields = ("ids", "order", "valid", "always_new")
@@ -58,7 +59,7 @@ class DiMOOFamily:
         return self.seq_len, self.llada.d_model
 
     def _teacher(self) -> LLaDA:
-        return LLaDA(self.llada, jnp.dtype(self.teacher_dtype))
+        return LLaDA(self.llada, jnp.dtype(self.teacher_dtype), self.attention_impl)
 
     def init_shortcut(self, key: jax.Array) -> dict:
         t, d = 8, self.llada.d_model
@@ -66,7 +67,7 @@ class DiMOOFamily:
         return DiMOOShortcut(self.shortcut).init(key, feat, feat, jnp.ones((1, t), bool), jnp.ones((1,)))["params"]
 
     def shortcut_apply(self, sp, prev_feat, new_emb, new_map, mask_ratio, sample) -> jax.Array:
-        sc = DiMOOShortcut(self.shortcut, jnp.dtype(self.compute_dtype))
+        sc = DiMOOShortcut(self.shortcut, jnp.dtype(self.compute_dtype), self.attention_impl)
         return sc.apply({"params": sp}, prev_feat, new_emb, new_map, mask_ratio, sample["valid"])
 
     def embed(self, tp, ids: jax.Array) -> jax.Array:
@@ -148,5 +149,5 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
         init = sparams["shortcut"]
     extra = {k: tuple(v) if k == "grid" else v for k, v in extra.items()}
     family = DiMOOFamily(lcfg, layout, scfg, sampling, compute_dtype=cfg.compute_dtype, teacher_dtype=cfg.teacher_dtype,
-                         **extra)
+                         attention_impl=cfg.attention_impl, **extra)
     return family, params["llada"], init, configs, params

@@ -35,6 +35,7 @@ class MaskGITFamily:
     sampling: MaskGITSampling  # vanilla settings of the recorded trajectories
     compute_dtype: str = "bfloat16"
     teacher_dtype: str = "bfloat16"
+    attention_impl: Optional[str] = None
 
     name = "maskgit"
     traj_fields = ("ids", "order")
@@ -52,10 +53,10 @@ class MaskGITFamily:
         return self.transformer.seq_len, self.transformer.hidden
 
     def _teacher(self) -> MaskTransformer:
-        return MaskTransformer(self.transformer, jnp.dtype(self.teacher_dtype))
+        return MaskTransformer(self.transformer, jnp.dtype(self.teacher_dtype), self.attention_impl)
 
     def _student(self) -> MaskGITShortcut:
-        return MaskGITShortcut(self.shortcut, jnp.dtype(self.compute_dtype))
+        return MaskGITShortcut(self.shortcut, jnp.dtype(self.compute_dtype), self.attention_impl)
 
     def init_shortcut(self, key: jax.Array) -> dict:
         t, c = self.feature_shape
@@ -117,7 +118,7 @@ class MaskGITFamily:
         """Runs the vanilla sampler on `labels` (b,) recording every step; returns 2b trajectories,
         interleaved [image 0 cond, image 0 uncond, image 1 cond, ...]."""
         c = self.transformer
-        models = MaskGITModels(c, dtype=self.teacher_dtype)
+        models = MaskGITModels(c, dtype=self.teacher_dtype, attention_impl=self.attention_impl)
         out = sample_maskgit(models, self.sampling, {"transformer": tp}, labels, key, capture=True, decode=False)
         trace, b = out["trace"], labels.shape[0]
         n_steps, t, hidden = self.steps, c.seq_len, c.hidden
@@ -176,5 +177,5 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
         if "shortcut" not in sparams or MaskGITShortcutConfig.from_dict(sconfigs["shortcut"]) != scfg:
             raise ConfigError(f"{cfg.init_shortcut} holds no shortcut with config {scfg}")
         init = sparams["shortcut"]
-    family = MaskGITFamily(tcfg, scfg, sampling, cfg.compute_dtype, cfg.teacher_dtype)
+    family = MaskGITFamily(tcfg, scfg, sampling, cfg.compute_dtype, cfg.teacher_dtype, cfg.attention_impl)
     return family, params["transformer"], init, configs, params
