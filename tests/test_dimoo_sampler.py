@@ -403,11 +403,10 @@ assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor") and q.add
 sharded = dict(shard_params(params, mesh), llada=streamed)
 batch = PromptBatch.from_ids(PROMPTS * 2, GEN["in_uncon_ids"][0], GRID, SMALL)
 key = jax.random.PRNGKey(3)
-for mode in ("shortcut", "cache"):
-    one = build_sampler(models, MODES[mode], decode=False)(params, batch, key)
-    many = build_sampler(models, MODES[mode], decode=False, mesh=mesh)(sharded, batch, key)
-    assert len(many["codes"].sharding.device_set) == 8
-    np.testing.assert_array_equal(one["codes"], many["codes"])
+one = build_sampler(models, MODES["shortcut"], decode=False)(params, batch, key)
+many = build_sampler(models, MODES["shortcut"], decode=False, mesh=mesh)(sharded, batch, key)
+assert len(many["codes"].sharding.device_set) == 8
+np.testing.assert_array_equal(one["codes"], many["codes"])
 print("SHARDED-OK")
 """
 
