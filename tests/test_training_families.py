@@ -13,14 +13,15 @@ from migm_jax.sharding import make_mesh
 from migm_jax.training.config import TrainConfig, load_config
 from migm_jax.training.loop import build_family
 from migm_jax.training.step import forward, make_init, make_train_step, step_config
-from migm_jax.training.trajectories import expand
+from migm_jax.training.trajectories import capture_fn, expand, gather_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUT = {"mask": 492, "newline": 240, "boa": 500, "eoa": 501, "boi": 502, "eoi": 503, "uncond": 504,
           "text_vocab_size": 512, "codebook_size": 256}
 DIMOO = TrainConfig(
     family="dimoo", teacher={"llada": {"d_model": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 2, "mlp_hidden_size": 64,
-                                       "vocab_size": 768, "embedding_size": 768}, "layout": LAYOUT, "grid": [2, 3], "seq_len": 18},
+                                       "vocab_size": 768, "embedding_size": 768}, "layout": LAYOUT, "grid": [2, 3],
+                             "prompt_ids": [[11, 12, 13, 14, 15], [21, 22, 23]], "uncond_ids": [31, 504, 32]},
     shortcut={"n_block": 1, "bottleneck_ratio": 2}, sampling={"steps": 4}, compute_dtype="float32", teacher_dtype="float32",
     batch_size=4, lr=1e-3, ema_decay=0.9, kl_weight=0.1)
 
@@ -61,43 +62,31 @@ def test_maskgit_rollout_follows_the_schedule():
     assert np.all(mask2[:3].sum(1) < mask1[:3].sum(1))
 
 
-def dimoo_batch(family, rng):
-    """Two cond rows (prompt of 5 + image region) and two uncond rows (prompt of 3), right-padded to 18."""
-    lay, (gh, gw) = family.layout, family.grid
-    keep = np.concatenate([[gh * gw], dimoo_keep_n(family.steps, gh * gw)])
-    fixed = np.repeat(np.arange(family.steps), keep[:-1] - keep[1:])
-    rows = {k: [] for k in ("ids", "order", "valid", "always_new")}
-    for prompt in (5, 5, 3, 3):
-        cells = [lay.boa, lay.boi] + sum([[None] * gw + [lay.newline] for _ in range(gh)], []) + [lay.eoi, lay.eoa]
-        codes = iter(rng.integers(0, lay.codebook_size, gh * gw) + lay.text_vocab_size)
-        order_cells = iter(rng.permutation(fixed))
-        ids = list(rng.integers(0, 200, prompt)) + [next(codes) if c is None else c for c in cells]
-        order = [-1] * prompt + [next(order_cells) if c is None else -1 for c in cells]
-        pad = family.seq_len - len(ids)
-        rows["ids"].append(np.array(ids + [0] * pad))
-        rows["order"].append(np.array(order + [-1] * pad))
-        rows["valid"].append(np.arange(family.seq_len) < len(ids))
-        rows["always_new"].append(np.arange(family.seq_len) < (prompt if prompt == 5 else 0))
-    raw = synthetic_raw(rng, rows["order"], rows["ids"], family.feature_shape,
-                        {"step": np.array([0, 1, 2, 1], np.int32), "valid": np.stack(rows["valid"]),
-                         "always_new": np.stack(rows["always_new"])})
-    return raw, keep
-
-
 def test_dimoo_train_steps_rollout_and_export(tmp_path):
     from migm_jax.convert.llada import dimoo_shortcut
     from migm_jax.training.export import export_shortcut
 
     family, teacher, _, configs, base = build_family(DIMOO)
-    rng = np.random.default_rng(0)
-    raw, keep = dimoo_batch(family, rng)
+    assert family.seq_len == 5 + 12
+    traj = jax.device_get(capture_fn(family, 2)(teacher, jax.random.PRNGKey(3)))
+    keep = np.concatenate([[6], dimoo_keep_n(family.steps, 6)])
+    assert traj["feat"].shape == (4, 4, 17, 32) and list(traj["half"]) == [0, 1, 0, 1]
+    for i in range(4):
+        cells = traj["order"][i] >= 0
+        np.testing.assert_array_equal(np.bincount(traj["order"][i][cells], minlength=4), keep[:-1] - keep[1:])
+        assert np.all(traj["ids"][i][cells] >= 512) and traj["valid"][i].sum() in (15, 17)
+    assert [traj["always_new"][i].sum() for i in range(4)] in ([5, 0, 3, 0], [3, 0, 5, 0], [5, 0, 5, 0], [3, 0, 3, 0])
+    start = np.where(traj["order"] >= 0, family.mask_id, traj["ids"])
+    f0 = family.teacher_features(teacher, jnp.asarray(start), {"valid": jnp.asarray(traj["valid"])})
+    v = traj["valid"]
+    np.testing.assert_allclose(np.asarray(f0)[v], traj["feat"][:, 0][v].astype(np.float32), atol=3e-2)
+    raw = jax.device_get(gather_raw(traj, np.array([0, 4, 8, 11]), family.traj_fields))
     sample = expand(raw, family.mask_id)
     np.testing.assert_array_equal(np.asarray(sample["mask_ratio"]), dimoo_mask_ratios(family.steps, 6)[raw["step"] + 1])
-    assert np.all(np.asarray(sample["new_map"][:2, :5])) and not np.any(np.asarray(sample["new_map"][2:, :3]))
     cur, _ = family.rollout_tokens(teacher, sample["prev_feat"], sample["cur_ids"], sample["step"] + 1,
                                    jax.random.PRNGKey(1), sample)
     masked = np.sum((np.asarray(cur) == family.mask_id) & (raw["order"] >= 0), axis=1)
-    np.testing.assert_array_equal(masked, keep[raw["step"] + 2])
+    np.testing.assert_array_equal(masked, keep[np.minimum(raw["step"] + 2, 4)])
     scfg, mesh = step_config(DIMOO), make_mesh(devices=jax.devices()[:1])
     state = make_init(family, scfg, mesh)(None, jax.random.PRNGKey(0))
     step = make_train_step(family, scfg, mesh, 1)

@@ -7,15 +7,16 @@ original's get_samples; all False for uncond rows and with no_prompt).
 Loss and KL cover every valid position (the original's MSE over the whole sequence), KL on the
 codebook columns of the head.
 
-Capture (makedata / online trajectories) needs the sampler to record its per-step features
-(sample_dimoo has no capture flag yet) and a prompt source; until then DiMOO trains from datasets
-written elsewhere in this format and `capture` raises.
+Conditions are prompts: `random_conditions` draws rows uniformly from the family's tokenized prompt
+list (the original instead runs each of its 2000 train prompts once); `capture` runs the vanilla
+sampler with feature capture and returns the cond and uncond rows of every image, padded to seq_len.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Optional
 
 import jax
@@ -23,8 +24,8 @@ import jax.numpy as jnp
 
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
-from migm_jax.sampling.dimoo import DiMOOSampling, gumbel_max_sample, remask_confidence
-from migm_jax.sampling.dimoo_prompts import TokenLayout
+from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, gumbel_max_sample, remask_confidence, sample_dimoo
+from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout, load_tokenizer, prompt_strings, region_length
 from migm_jax.sampling.maskgit import select_top_k
 from migm_jax.sampling.schedules import dimoo_keep_n
 from migm_jax.training.config import ConfigError, TrainConfig
@@ -39,6 +40,8 @@ class DiMOOFamily:
     sampling: DiMOOSampling  # vanilla settings of the recorded trajectories (steps, cfg, temperature)
     grid: tuple[int, int] = (64, 64)  # image tokens (rows, columns)
     seq_len: int = 4224  # padded sequence length T of the trajectories
+    prompt_ids: tuple[tuple[int, ...], ...] = ()  # tokenized cond prompts (templates applied)
+    uncond_ids: tuple[int, ...] = ()
     compute_dtype: str = "bfloat16"
     teacher_dtype: str = "bfloat16"
     attention_impl: Optional[str] = None
@@ -102,11 +105,55 @@ class DiMOOFamily:
         cur_ids, _, selected = select_top_k(cur_ids, masked, sampled + self.layout.text_vocab_size, conf, n_fix)
         return cur_ids, selected | sample["always_new"]
 
-    def random_conditions(self, key: jax.Array, n: int):
-        raise ConfigError("DiMOO trajectories need prompts and the sampler's feature capture; train from a dataset")
+    def random_conditions(self, key: jax.Array, n: int) -> PromptBatch:
+        """n prompt rows drawn uniformly (with replacement) from `prompt_ids`."""
+        if not self.prompt_ids:
+            raise ConfigError("DiMOO trajectories need prompts: set teacher.prompts (a text file) or teacher.prompt_ids")
+        table = PromptBatch.from_ids(self.prompt_ids, self.uncond_ids, self.grid, self.layout)
+        idx = jax.random.randint(key, (n,), 0, len(self.prompt_ids))
+        return jax.tree.map(lambda x: jnp.asarray(x)[idx], table)
 
-    def capture(self, tp, conditions, key):
-        raise ConfigError("DiMOO trajectory capture needs sample_dimoo to record per-step features (not available yet)")
+    def capture(self, tp, batch: PromptBatch, key: jax.Array) -> dict:
+        """Vanilla sampling of `batch` with feature capture -> trajectories (see trajectories.py), rows
+        interleaved [image 0 cond, image 0 uncond, ...] (cond only when cfg_scale is 0), padded to seq_len."""
+        models = DiMOOModels(self.llada, self.layout, dtype=self.teacher_dtype, attention_impl=self.attention_impl)
+        out = sample_dimoo(models, self.sampling, {"llada": tp}, batch, key, capture=True, decode=False)
+        trace, b = out["trace"], batch.cond_ids.shape[0]
+        order_cells = jnp.sum(trace["mask"].astype(jnp.int32), axis=0)  # steps after which still masked = fixing step
+        final, rows = trace["tokens"][-1], jnp.arange(b)[:, None]
+        prompt_new = (jnp.arange(batch.cond_ids.shape[1])[None] < batch.prompt_len[:, None]) & (not self.sampling.no_prompt)
+        sides = [(batch.cond_ids, batch.cond_valid, batch.cond_image_positions(), prompt_new),
+                 (batch.uncond_ids, batch.uncond_valid, batch.uncond_image_positions(), jnp.zeros_like(batch.uncond_valid))]
+        per_side = []
+        for (ids, valid, pos, new), feat in zip(sides, trace["features"]):
+            pad = self.seq_len - ids.shape[1]
+            if pad < 0:
+                raise ConfigError(f"sequences of {ids.shape[1]} tokens exceed the trajectories' seq_len {self.seq_len}")
+            row = lambda x, value: jnp.pad(x, [(0, 0), (0, pad)], constant_values=value)
+            per_side.append({
+                "feat": jnp.pad(feat.transpose(1, 0, 2, 3), [(0, 0), (0, 0), (0, pad), (0, 0)]).astype(jnp.bfloat16),
+                "ids": row(ids.at[rows, pos].set(final), 0).astype(jnp.int32),
+                "order": row(jnp.full(ids.shape, -1, jnp.int32).at[rows, pos].set(order_cells), -1),
+                "valid": row(valid, False), "always_new": row(new, False),
+            })
+        traj = {k: jnp.stack([side[k] for side in per_side], axis=1) for k in per_side[0]}
+        traj = {k: v.reshape((-1,) + v.shape[2:]) for k, v in traj.items()}
+        sides_n = len(per_side)
+        return dict(traj, label=jnp.full((b * sides_n,), -1, jnp.int32), half=jnp.tile(jnp.arange(sides_n, dtype=jnp.int32), b))
+
+
+def prompt_table(cfg: TrainConfig, layout: TokenLayout) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """(cond prompt ids, uncond prompt ids) from teacher.prompts (text file) or teacher.prompt_ids / uncond_ids."""
+    t = cfg.teacher
+    if "prompts" in t:
+        if not cfg.teacher_weights:
+            raise ConfigError("teacher.prompts needs teacher_weights (its tokenizer); give teacher.prompt_ids instead")
+        with open(t["prompts"]) as f:
+            texts = [line.strip() for line in f if line.strip()]
+        tokenizer = load_tokenizer(os.path.join(cfg.teacher_weights, "tokenizer"))
+        ids = lambda s: tuple(int(i) for i in tokenizer(s)["input_ids"])
+        return tuple(ids(prompt_strings(p)[0]) for p in texts), ids(prompt_strings(texts[0])[1])
+    return tuple(tuple(p) for p in t.get("prompt_ids", ())), tuple(t.get("uncond_ids", (layout.uncond,)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -120,10 +167,11 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
     """-> (family, teacher params, initial shortcut params or None, base configs, base params).
 
     cfg.teacher: {'llada': LLaDAConfig fields, 'layout': TokenLayout fields} for a random teacher (with
-    teacher_weights both come from the weights dir), plus optional 'grid' [rows, cols] and 'seq_len'.
+    teacher_weights both come from the weights dir), plus optional 'grid' [rows, cols] (64x64), prompts:
+    'prompts' (a text file, one prompt per line, tokenized with the weights dir's tokenizer) or
+    'prompt_ids' + 'uncond_ids' (token id lists), and 'seq_len' (default: the longest sequence).
     cfg.shortcut: n_block, bottleneck_ratio, embed_t. cfg.sampling: DiMOOSampling fields.
     """
-    extra = {k: cfg.teacher[k] for k in ("grid", "seq_len") if k in cfg.teacher}
     try:
         if cfg.teacher_weights:
             family_name, configs, params = load_weights(cfg.teacher_weights)
@@ -139,7 +187,7 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
         scfg = DiMOOShortcutConfig.from_llada(lcfg, **cfg.shortcut)
         sampling = DiMOOSampling(**{**cfg.sampling, "mode": "vanilla"})
         sampling.validate()
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, OSError) as e:
         raise ConfigError(f"dimoo teacher/shortcut/sampling: {e}") from None
     init = None
     if cfg.init_shortcut:
@@ -147,7 +195,9 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
         if "shortcut" not in sparams or DiMOOShortcutConfig.from_dict(sconfigs["shortcut"]) != scfg:
             raise ConfigError(f"{cfg.init_shortcut} holds no shortcut with config {scfg}")
         init = sparams["shortcut"]
-    extra = {k: tuple(v) if k == "grid" else v for k, v in extra.items()}
-    family = DiMOOFamily(lcfg, layout, scfg, sampling, compute_dtype=cfg.compute_dtype, teacher_dtype=cfg.teacher_dtype,
-                         attention_impl=cfg.attention_impl, **extra)
+    grid = tuple(cfg.teacher.get("grid", (64, 64)))
+    prompts, uncond = prompt_table(cfg, layout)
+    longest = max([len(p) for p in prompts] + [len(uncond)]) + region_length(grid)
+    family = DiMOOFamily(lcfg, layout, scfg, sampling, grid, cfg.teacher.get("seq_len", longest if prompts else 4224),
+                         prompts, uncond, cfg.compute_dtype, cfg.teacher_dtype, cfg.attention_impl)
     return family, params["llada"], init, configs, params
