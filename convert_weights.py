@@ -3,12 +3,13 @@
 
   python convert_weights.py maskgit --vit MaskGIT_ImageNet_512.pth --vqgan-dir VQGAN/ \
       --shortcut maskgit-shortcut.pth --out weights/maskgit
+  python convert_weights.py dimoo --model-dir Lumina-DiMOO/ --shortcut dimoo-shortcut.pth --out weights/dimoo
 """
 
 import argparse
 import sys
 
-from migm_jax.apps import maskgit
+from migm_jax.apps import dimoo, maskgit
 from migm_jax.convert.state_dict import CheckpointError
 
 
@@ -22,9 +23,16 @@ def main(argv=None) -> int:
     m.add_argument("--heads", type=int, default=16, help="attention heads of the transformer (not stored in the file)")
     m.add_argument("--shortcut-heads", type=int, default=16, help="attention heads of the shortcut")
     m.add_argument("--out", required=True, help="output weights directory")
+    d = sub.add_parser("dimoo", help="Lumina-DiMOO (LLaDA safetensors, tokenizer, vqvae/) [+ shortcut]")
+    d.add_argument("--model-dir", required=True, help="Lumina-DiMOO folder: config.json, *.safetensors, tokenizer, vqvae/")
+    d.add_argument("--shortcut", help="dimoo-shortcut.pth (optional)")
+    d.add_argument("--out", required=True, help="output weights directory")
     args = p.parse_args(argv)
     try:
-        maskgit.convert(args.vit, args.vqgan_dir, args.shortcut, args.out, args.heads, args.shortcut_heads)
+        if args.family == "maskgit":
+            maskgit.convert(args.vit, args.vqgan_dir, args.shortcut, args.out, args.heads, args.shortcut_heads)
+        else:
+            dimoo.convert(args.model_dir, args.shortcut, args.out)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

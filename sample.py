@@ -2,13 +2,15 @@
 """Generate images with MaskGIT-Shortcut or Lumina-DiMOO-Shortcut weights converted by convert_weights.py.
 
   python sample.py --weights W --labels 1 7 282 604 --steps 32 --budget 12 --mode shortcut --out samples.png
+  python sample.py --weights W --prompt "A photo of a bench." --height 1024 --width 1024 --steps 64 \
+      --budget 14 --mode shortcut --cfg 4 --seed 1 --out bench.png
   python sample.py --demo --out demo.png      # small random model, no weights needed
 """
 
 import argparse
 import sys
 
-from migm_jax.apps import maskgit
+from migm_jax.apps import dimoo, maskgit
 from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.weights import read_config
 
@@ -30,6 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
     maskgit.add_sample_args(p)
+    dimoo.add_sample_args(p)
     args = p.parse_args(argv)
     if not args.demo and not args.weights:
         p.error("give --weights DIR (converted weights) or --demo")
@@ -47,9 +50,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         check_budget(args)
-        family = "maskgit" if args.demo else read_config(args.weights)[0]
-        if family == "maskgit":
+        family = maskgit.FAMILY if args.demo else read_config(args.weights)[0]
+        if family == maskgit.FAMILY:
             maskgit.run_sample(args)
+        elif family == dimoo.FAMILY:
+            dimoo.run_sample(args)
         else:
             raise ValueError(f"unknown model family {family!r} in {args.weights}/config.json")
     except (ValueError, FileNotFoundError, CheckpointError) as e:
