@@ -76,16 +76,21 @@ def test_dimoo_train_steps_rollout_and_export(tmp_path):
         np.testing.assert_array_equal(np.bincount(traj["order"][i][cells], minlength=4), keep[:-1] - keep[1:])
         assert np.all(traj["ids"][i][cells] >= 512) and traj["valid"][i].sum() in (15, 17)
     assert [traj["always_new"][i].sum() for i in range(4)] in ([5, 0, 3, 0], [3, 0, 5, 0], [5, 0, 5, 0], [3, 0, 3, 0])
-    start = np.where(traj["order"] >= 0, family.mask_id, traj["ids"])
-    f0 = family.teacher_features(teacher, jnp.asarray(start), {"valid": jnp.asarray(traj["valid"])})
-    v = traj["valid"]
-    np.testing.assert_allclose(np.asarray(f0)[v], traj["feat"][:, 0][v].astype(np.float32), atol=3e-2)
     raw = jax.device_get(gather_raw(traj, np.array([0, 4, 8, 11]), family.traj_fields))
-    sample = expand(raw, family.mask_id)
-    np.testing.assert_array_equal(np.asarray(sample["mask_ratio"]), dimoo_mask_ratios(family.steps, 6)[raw["step"] + 1])
-    cur, _ = family.rollout_tokens(teacher, sample["prev_feat"], sample["cur_ids"], sample["step"] + 1,
-                                   jax.random.PRNGKey(1), sample)
-    masked = np.sum((np.asarray(cur) == family.mask_id) & (raw["order"] >= 0), axis=1)
+
+    @jax.jit
+    def check(traj, raw):
+        start = jnp.where(traj["order"] >= 0, family.mask_id, traj["ids"])
+        sample = expand(raw, family.mask_id)
+        cur, _ = family.rollout_tokens(teacher, sample["prev_feat"], sample["cur_ids"], sample["step"] + 1,
+                                       jax.random.PRNGKey(1), sample)
+        return family.teacher_features(teacher, start, traj), sample["mask_ratio"], cur
+
+    f0, ratio, cur = jax.device_get(check(traj, raw))
+    v = traj["valid"]
+    np.testing.assert_allclose(f0[v], traj["feat"][:, 0][v].astype(np.float32), atol=3e-2)
+    np.testing.assert_array_equal(ratio, dimoo_mask_ratios(family.steps, 6)[raw["step"] + 1])
+    masked = np.sum((cur == family.mask_id) & (raw["order"] >= 0), axis=1)
     np.testing.assert_array_equal(masked, keep[np.minimum(raw["step"] + 2, 4)])
     scfg, mesh = step_config(DIMOO), make_mesh(devices=jax.devices()[:1])
     state = make_init(family, scfg, mesh)(None, jax.random.PRNGKey(0))

@@ -81,7 +81,7 @@ def save_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
     except ImportError:
         raise ImportError("writing a .pth needs torch: pip install 'migm-jax[torch]' "
                           "(the weights dir for sample.py was written without it)") from None
-    tensors = collections.OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v, np.float32))) for k, v in state_dict.items())
+    tensors = collections.OrderedDict((k, torch.tensor(np.asarray(v, np.float32))) for k, v in state_dict.items())
     tmp = path + ".tmp"
     torch.save(tensors, tmp)
     os.replace(tmp, path)
