@@ -110,3 +110,31 @@ def test_bad_workdir_is_one_line(cli, tmp_path):
     assert code == 2 and f"workdir {tmp_path / 'file' / 'w'} is not writable" in err and len(err.splitlines()) == 1, err
     code, err = cli("--config", SMOKE, "--workdir", str(tmp_path / "w"), "--export")
     assert code == 2 and "no checkpoint in" in err and len(err.splitlines()) == 1, err
+
+
+def test_accumulation_ema_and_step_decay():
+    import jax.numpy as jnp
+    import optax
+
+    from migm_jax.training.config import TrainConfig
+    from migm_jax.training.state import apply_gradients, init_state, learning_rate, make_optimizer
+
+    cfg = TrainConfig(teacher={"hidden": 8}, accum_steps=2, lr=0.1, ema_decay=0.5)
+    lr = learning_rate(cfg)
+    assert float(lr(999)) == np.float32(0.1) and float(lr(1000)) == np.float32(0.1 * 0.1)
+    tx = make_optimizer(cfg)
+    params = {"w": jnp.array([1.0, -2.0])}
+    state = init_state(params, tx, jax.random.PRNGKey(0))
+    g1, g2 = {"w": jnp.array([0.2, 0.4])}, {"w": jnp.array([0.6, -0.4])}
+    state = apply_gradients(state, g1, tx, cfg.ema_decay)
+    assert int(state.step) == 0 and np.array_equal(state.params["w"], params["w"])
+    state = apply_gradients(state, g2, tx, cfg.ema_decay)
+    ref = optax.adamw(0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2)
+    upd, _ = ref.update({"w": (g1["w"] + g2["w"]) / 2}, ref.init(params), params)
+    want = optax.apply_updates(params, upd)["w"]
+    assert int(state.step) == 1
+    np.testing.assert_allclose(state.params["w"], want, rtol=1e-6)
+    np.testing.assert_allclose(state.ema["w"], want, rtol=1e-6)  # the first update copies (AveragedModel)
+    for g in (g1, g2):
+        prev_ema, state = state.ema["w"], apply_gradients(state, g, tx, cfg.ema_decay)
+    np.testing.assert_allclose(state.ema["w"], 0.5 * prev_ema + 0.5 * state.params["w"], rtol=1e-6)
