@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+from typing import Optional
 
 import numpy as np
 
@@ -87,12 +88,15 @@ def save_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def export_shortcut(out_dir: str, family, base_configs: dict, base_params: dict, ema: dict) -> dict[str, str]:
-    """Writes `<out_dir>/weights` (base modules + the shortcut, loadable by sample.py) and
-    `<out_dir>/shortcut.pth`; returns the written paths."""
+def export_shortcut(out_dir: str, family, base_configs: dict, base_params: dict, ema: dict) -> dict[str, Optional[str]]:
+    """Writes `<out_dir>/weights` (base modules + the shortcut, loadable by sample.py) and, when torch is
+    installed, `<out_dir>/shortcut.pth`. Returns {'weights': path, 'pth': path or None, 'note': why not}."""
     state_dicts = {"maskgit": maskgit_shortcut_state_dict, "dimoo": dimoo_shortcut_state_dict}
     weights = os.path.join(out_dir, "weights")
     save_weights(weights, family.name, {**base_configs, "shortcut": family.shortcut.to_dict()}, {**base_params, "shortcut": ema})
     pth = os.path.join(out_dir, "shortcut.pth")
-    save_pth(pth, state_dicts[family.name](family.shortcut, ema))
-    return {"weights": weights, "pth": pth}
+    try:
+        save_pth(pth, state_dicts[family.name](family.shortcut, ema))
+    except ImportError as e:
+        return {"weights": weights, "pth": None, "note": str(e)}
+    return {"weights": weights, "pth": pth, "note": ""}

@@ -124,7 +124,7 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
     log.close()
 
 
-def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, str]:
+def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, Any]:
     """Writes the EMA shortcut of the latest checkpoint as a weights dir and a `.pth` (single process)."""
     run = setup(cfg, workdir)
     if run.checkpoints.latest_step() is None:
