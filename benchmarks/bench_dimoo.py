@@ -71,6 +71,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--prompt-len", type=int, default=64, help="cond prompt tokens (template included)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cases", nargs="+", help="subset of the cases, e.g. vanilla shortcut:14 cache (default: all)")
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32-softmax XLA path)")
     p.add_argument("--out", help="write the results as JSON")
     args = p.parse_args()
@@ -98,14 +99,15 @@ def main() -> None:
                                    params["vq"], codes, repeats=args.repeats)
         print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
         base = None
-        for mode, budget in CASES:
+        cases = CASES if not args.cases else [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else None) for c in args.cases]
+        for mode, budget in cases:
             sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
             compile_s, loop_s = timed(build_sampler(models, sampling, decode=False), params, batch, key,
                                       repeats=args.repeats)
             base = loop_s if mode == "vanilla" else base
             row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
                        full_steps=int((sampling.kinds() == 0).sum()), s_per_image=loop_s / args.batch,
-                       s_per_image_with_decode=(loop_s + dec_s) / args.batch, speedup_vs_vanilla=base / loop_s,
+                       s_per_image_with_decode=(loop_s + dec_s) / args.batch, speedup_vs_vanilla=base / loop_s if base else None,
                        compile_s=compile_s, decode_s=dec_s, peak_gib=peak_gib(),
                        cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
             rows.append(row)
