@@ -18,7 +18,7 @@ sample: $(STAMP)
 	$(PY) sample.py --demo --mode shortcut --steps 8 --budget 4 --labels 1 7 282 604 --out outputs/demo.png
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=10 tests
 
 clean:
 	rm -rf $(VENV) outputs

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -28,3 +30,11 @@ def maskgit_shortcut_small():
 def load_npz(*parts: str) -> dict:
     with np.load(fixture_path(*parts)) as z:
         return {k: z[k] for k in z.files}
+
+
+def run_on_fake_devices(script: str, marker: str, n: int = 8) -> None:
+    """Runs `script` in a fresh Python with `n` fake CPU devices; asserts it printed `marker`."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert marker in res.stdout, res.stderr[-3000:]

@@ -34,7 +34,7 @@ from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
 from migm_jax.sampling.loop import hybrid_loop
-from migm_jax.sampling.maskgit import select_top_k
+from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.noise import JaxNoise
 from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
 

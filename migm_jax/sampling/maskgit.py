@@ -21,6 +21,7 @@ from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.noise import JaxNoise
 from migm_jax.sampling.schedules import maskgit_schedule, step_kinds
+from migm_jax.sampling.selection import select_top_k
 
 RANDOMIZE_MODES = ("linear", "warm_up", "random", "none")
 
@@ -48,20 +49,6 @@ class MaskGITSampling:
             raise ValueError(f"--budget must be in 2..steps ({self.steps}) for mode {self.mode}, got {self.budget}")
         step_kinds(self.mode, self.steps, self.budget)
         maskgit_schedule(self.steps, self.sched_mode)
-
-
-def select_top_k(code: jax.Array, mask: jax.Array, pred: jax.Array, conf: jax.Array, k: jax.Array):
-    """Fixes the k most confident still-masked positions of every row.
-
-    code, pred: (b, n) int32; mask: (b, n) bool (True = still masked); conf: (b, n) with -inf at
-    decoded positions; k: scalar. Ties prefer the lower position. The selected set is used for the
-    codes, the mask and the new-token map alike.
-    Returns (code, mask, selected) with the same shapes.
-    """
-    order = jnp.argsort(-conf, axis=-1, stable=True)
-    rank = jnp.argsort(order, axis=-1, stable=True)
-    selected = (rank < k) & mask
-    return jnp.where(selected, pred, code), mask & ~selected, selected
 
 
 def confidence(prob_of_pred: jax.Array, randomize: str, r_temp: float, ratio: jax.Array, step: jax.Array,

@@ -24,9 +24,8 @@ import jax.numpy as jnp
 
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
-from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, gumbel_max_sample, remask_confidence, sample_dimoo
+from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, gumbel_max_sample, mask_by_random_topk, sample_dimoo
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout, load_tokenizer, prompt_strings, region_length
-from migm_jax.sampling.maskgit import select_top_k
 from migm_jax.sampling.schedules import dimoo_keep_n
 from migm_jax.training.config import ConfigError, TrainConfig
 from migm_jax.weights import load_weights
@@ -99,10 +98,11 @@ class DiMOOFamily:
         k_sample, k_conf = jax.random.split(key)
         sampled = gumbel_max_sample(logits, t, jax.random.uniform(k_sample, logits.shape))
         probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), sampled[..., None], axis=-1)[..., 0]
-        conf = jnp.where(masked, remask_confidence(probs, t, jax.random.uniform(k_conf, probs.shape)), -jnp.inf)
         keep_n = jnp.asarray(dimoo_keep_n(self.steps, self.grid[0] * self.grid[1]), jnp.int32)
-        n_fix = jnp.sum(masked, axis=1, keepdims=True) - keep_n[jnp.clip(step, 0, self.steps - 1)][:, None]
-        cur_ids, _, selected = select_top_k(cur_ids, masked, sampled + self.layout.text_vocab_size, conf, n_fix)
+        keep = keep_n[jnp.clip(step, 0, self.steps - 1)][:, None]
+        stay = mask_by_random_topk(keep, probs, t, jax.random.uniform(k_conf, probs.shape), masked)
+        selected = masked & ~stay
+        cur_ids = jnp.where(selected, sampled + self.layout.text_vocab_size, cur_ids)
         return cur_ids, selected | sample["always_new"]
 
     def random_conditions(self, key: jax.Array, n: int) -> PromptBatch:

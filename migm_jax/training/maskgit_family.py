@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
-from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, sample_maskgit, select_top_k
+from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, sample_maskgit
+from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.schedules import maskgit_schedule
 from migm_jax.training.config import ConfigError, TrainConfig
 from migm_jax.weights import load_weights
