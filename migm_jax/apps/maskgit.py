@@ -20,6 +20,7 @@ from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler, check_labels
+from migm_jax.sharding import make_mesh
 from migm_jax.weights import load_weights, read_config, save_weights
 
 FAMILY = "maskgit"
@@ -95,6 +96,7 @@ def run_sample(args: argparse.Namespace) -> None:
     if args.demo:
         print("DEMO: randomly initialised small model (no trained weights) - the images are noise-like by design")
         models, params = demo_pipeline(args.seed)
+        check_labels(np.asarray(args.labels), models.transformer.nclass)
     else:
         _, configs = read_config(args.weights)
         check_labels(np.asarray(args.labels), MaskTransformerConfig.from_dict(configs["transformer"]).nclass)
@@ -106,9 +108,10 @@ def run_sample(args: argparse.Namespace) -> None:
                                VQGANConfig.from_dict(configs["vqgan"]))
     models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention, approximate_gelu=args.fast_gelu)
     labels = np.asarray(args.labels, np.int32)
-    bs = args.batch_size or len(labels)
+    n_dev = jax.device_count()
+    bs = -(-(args.batch_size or len(labels)) // n_dev) * n_dev  # whole rows per device
     batches = [labels[i:i + bs] for i in range(0, len(labels), bs)]
-    fn = build_sampler(models, sampling)
+    fn = build_sampler(models, sampling, mesh=make_mesh() if n_dev > 1 else None)  # batch over the data axis
     key = jax.random.PRNGKey(args.seed)
     pad = lambda x: np.pad(x, (0, bs - len(x)), mode="edge")
     t0 = time.perf_counter()
