@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from migm_jax.apps import dimoo, maskgit
-from migm_jax.convert.state_dict import CheckpointError
 
 
 def main(argv=None) -> int:
@@ -33,7 +32,7 @@ def main(argv=None) -> int:
             maskgit.convert(args.vit, args.vqgan_dir, args.shortcut, args.out, args.heads, args.shortcut_heads)
         else:
             dimoo.convert(args.model_dir, args.shortcut, args.out)
-    except (FileNotFoundError, CheckpointError, ValueError) as e:
+    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

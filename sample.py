@@ -11,7 +11,6 @@ import argparse
 import sys
 
 from migm_jax.apps import dimoo, maskgit
-from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.weights import read_config
 
 
@@ -28,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
     p.add_argument("--attention", default=None, choices=["cudnn", "xla"], help="fused attention kernel (GPU: cudnn)")
-    p.add_argument("--fast-gelu", action="store_true", help="tanh GELU instead of erf (GPU speed; bf16 only)")
+    p.add_argument("--fast-gelu", action="store_true", help="MaskGIT: tanh GELU instead of erf (fuses into the matmul on GPU; meant for bf16)")
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
     maskgit.add_sample_args(p)
@@ -36,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.demo and not args.weights:
         p.error("give --weights DIR (converted weights) or --demo")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     return args
 
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
             dimoo.run_sample(args)
         else:
             raise ValueError(f"unknown model family {family!r} in {args.weights}/config.json")
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

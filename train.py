@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from migm_jax.training.config import ConfigError, load_config
+    from migm_jax.training.config import load_config
 
     try:
         cfg = load_config(args.config, args.overrides)
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             print(f"wrote {paths['weights']}" + (f" and {paths['pth']}" if paths["pth"] else f" ({paths['note']})"))
         else:
             loop.train(cfg, args.workdir, progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError, ImportError) as e:
+    except (ValueError, OSError, ImportError) as e:  # ConfigError and CheckpointError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any, Optional
 
+import jax
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
@@ -36,16 +37,33 @@ def read_config(weights_dir: str | os.PathLike) -> tuple[str, dict[str, dict]]:
         raise FileNotFoundError(f"no converted weights at {weights_dir} ({CONFIG_FILE} missing); run convert_weights.py first")
     with open(path) as f:
         meta = json.load(f)
+    if not isinstance(meta, dict) or "family" not in meta or "configs" not in meta:
+        raise ValueError(f"{path} is not a weights config (needs 'family' and 'configs'); re-run convert_weights.py")
     return meta["family"], meta["configs"]
+
+
+def stored_target(weights_dir: str | os.PathLike, shardings=None) -> Any:
+    """Tree of jax.ShapeDtypeStruct with the stored shapes and dtypes, placed by `shardings` (a function
+    of the metadata tree returning a sharding tree; default: everything on the first local device)."""
+    path = os.path.join(os.path.abspath(os.fspath(weights_dir)), PARAMS_DIR)
+    with ocp.StandardCheckpointer() as ckpt:
+        meta = ckpt.metadata(path).item_metadata.tree
+    if shardings is None:
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        placed = jax.tree_util.tree_map(lambda m: device, meta)
+    else:
+        placed = shardings(meta)
+    return jax.tree_util.tree_map(lambda m, s: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=s), meta, placed)
 
 
 def load_weights(weights_dir: str | os.PathLike, target: Optional[Any] = None) -> tuple[str, dict[str, dict], dict]:
     """Returns (family, configs, params). `target`: optional tree of jax.ShapeDtypeStruct with shardings
-    so that each device only reads its slice."""
+    (see `stored_target`) so that each device only reads its slice; default: the first local device,
+    whatever devices the weights were written from."""
     family, configs = read_config(weights_dir)
     path = os.path.join(os.path.abspath(os.fspath(weights_dir)), PARAMS_DIR)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"params missing in {weights_dir}; re-run convert_weights.py")
     with ocp.StandardCheckpointer() as ckpt:
-        params = ckpt.restore(path, target) if target is not None else ckpt.restore(path)
+        params = ckpt.restore(path, target if target is not None else stored_target(weights_dir))
     return family, configs, params

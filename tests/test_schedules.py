@@ -42,3 +42,5 @@ def test_step_kinds_and_errors():
         refresh_plan(8, 1)
     with pytest.raises(ValueError, match="unknown schedule"):
         maskgit_schedule(8, "nope")
+    with pytest.raises(ValueError, match="cannot fill 16x16 tokens"):
+        maskgit_schedule(200, "arccos", 16)

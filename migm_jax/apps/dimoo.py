@@ -21,7 +21,7 @@ from migm_jax.models.llada import LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
 from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, check_size, load_tokenizer
-from migm_jax.weights import PARAMS_DIR, load_weights, read_config, save_weights
+from migm_jax.weights import load_weights, read_config, save_weights, stored_target
 
 FAMILY = "dimoo"
 TOKENIZER_DIR = "tokenizer"
@@ -92,22 +92,17 @@ def sampling_from_args(args: argparse.Namespace) -> DiMOOSampling:
 
 
 def _sharded_target(weights_dir: str, mesh: jax.sharding.Mesh):
-    """jax.ShapeDtypeStruct tree (stored shapes and dtypes, shardings by the partition rules) for a sharded restore."""
-    import orbax.checkpoint as ocp
-
+    """Stored shapes and dtypes with shardings by the partition rules, for a sharded restore."""
     from migm_jax.sharding import param_shardings
 
-    with ocp.StandardCheckpointer() as ckpt:
-        meta = ckpt.metadata(os.path.join(os.path.abspath(weights_dir), PARAMS_DIR)).item_metadata.tree
-    shardings = param_shardings(meta, mesh)
-    return jax.tree_util.tree_map(lambda m, s: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=s), meta, shardings)
+    return stored_target(weights_dir, lambda meta: param_shardings(meta, mesh))
 
 
 def run_sample(args: argparse.Namespace) -> None:
     """Samples the prompts in batches, prints compile and per-batch times, writes a PNG grid.
 
-    Every argument error (settings, empty / too long prompt, image size, missing shortcut) is raised
-    before the weights are read."""
+    Argument errors (settings, empty / too long prompt, image size, missing shortcut) are raised before
+    the params are read."""
     sampling = sampling_from_args(args)
     prompts = prompts_from_args(args)
     _, configs = read_config(args.weights)

@@ -120,7 +120,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     params: {'transformer': ..., 'shortcut': ... (shortcut mode), 'vqgan': ... (decode)}.
     labels: (b,) int32 class ids. Returns {'codes': (b,g,g) int32, 'images': (b,H,W,3) float32 if
     decode, 'trace': {'codes', 'mask'} (N, b, g*g) after every step, plus 'features' (N, 2b, T, C)
-    float32 = the feature each step decides from (both CFG halves) (both CFG halves) if capture}.
+    float32 = the feature each step decides from (both CFG halves) if capture}.
     """
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
     transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu)

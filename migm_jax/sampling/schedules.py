@@ -28,6 +28,9 @@ def maskgit_schedule(steps: int, mode: str = "arccos", grid: int = 32) -> np.nda
     sche = np.round(v / v.sum(dtype=np.float32) * np.float32(total)).astype(np.int64)
     sche[sche == 0] = 1
     sche[-1] += total - sche.sum()
+    if sche[-1] < 1:
+        raise ValueError(f"{steps} steps of the {mode} schedule cannot fill {grid}x{grid} tokens (the last step "
+                         f"would fix {sche[-1]}); use fewer steps")
     return sche
 
 

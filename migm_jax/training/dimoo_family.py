@@ -90,7 +90,7 @@ class DiMOOFamily:
         return self._teacher().apply({"params": tp}, ids, None, sample["valid"], method=LLaDA.features)
 
     def rollout_tokens(self, tp, feat, cur_ids, step, key, sample):
-        """The student decides step `step` (b,) on its own side, no CFG: Gumbel-max tokens (temperature 1),
+        """The student decides step `step` (b,) on its own side, no CFG: Gumbel-max tokens (the sampling temperature),
         the keep_n[step] least confident masked image cells stay masked. -> (cur_ids, new_map) (b, T)."""
         t = self.sampling.temperature
         masked = (cur_ids == self.mask_id) & (sample["order"] >= 0)

@@ -101,13 +101,8 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
     log = MetricsLog(workdir, start)
     source = make_source(run.family, cfg, run.mesh, run.teacher, jax.random.PRNGKey(cfg.seed + 2))
     bar = tqdm(total=cfg.total_steps, initial=start, unit="step", disable=not progress or jax.process_index() != 0)
-    for step in range(start, cfg.total_steps):
-        t0, micro = time.perf_counter(), []
-        for a in range(cfg.accum_steps):
-            m = step * cfg.accum_steps + a
-            train_step = make_train_step(run.family, run.step_cfg, run.mesh, rollout_steps(m, cfg))
-            run.state, metrics = train_step(run.state, source.batch(m), run.teacher, jnp.int32(m))
-            micro.append(metrics)
+    def finish(step: int, micro: list, t0: float) -> None:
+        """Fetches step `step`'s metrics (the only host sync of a step), validates if due, writes one line."""
         micro = jax.device_get(micro)
         rate = cfg.batch_size * cfg.accum_steps / (time.perf_counter() - t0)
         record = {"step": step + 1, **{k: float(np.mean([x[k] for x in micro])) for k in micro[0]}, "samples_per_s": rate}
@@ -116,7 +111,23 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
         log.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
         bar.update(1)
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.total_steps:
+
+    step_fns = {k: make_train_step(run.family, run.step_cfg, run.mesh, k) for k in range(1, cfg.max_rollout_step + 1)}
+    pending = None  # the previous step, finished once the next one is queued on the device
+    for step in range(start, cfg.total_steps):
+        t0, micro = time.perf_counter(), []
+        for a in range(cfg.accum_steps):
+            m = step * cfg.accum_steps + a
+            run.state, metrics = step_fns[rollout_steps(m, cfg)](run.state, source.batch(m), run.teacher, jnp.int32(m))
+            micro.append(metrics)
+        if pending:
+            finish(*pending)
+        pending = (step, micro, t0)
+        save = (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.total_steps
+        if save or (cfg.val_every and (step + 1) % cfg.val_every == 0):
+            finish(*pending)  # validation and checkpoints see exactly this step's state
+            pending = None
+        if save:
             meta = {"position": (step + 1) * cfg.accum_steps, "config": cfg.to_dict()}
             run.checkpoints.save(step + 1, run.state, meta)
     bar.close()

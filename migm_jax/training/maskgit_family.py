@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
-from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, sample_maskgit
+from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, confidence, sample_maskgit
 from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.schedules import maskgit_schedule
 from migm_jax.training.config import ConfigError, TrainConfig
@@ -101,9 +101,11 @@ class MaskGITFamily:
         pred = jax.random.categorical(k_cat, logits, axis=-1).astype(jnp.int32)
         p_pred = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), pred[..., None], axis=-1)[..., 0]
         ratio = step.astype(jnp.float32)[:, None] / (n_steps - 1)
-        gumbel = jax.random.gumbel(k_conf, pred.shape, jnp.float32)
         mask = cur_ids[:, :n] == self.mask_id
-        conf = jnp.where(mask, jnp.log(p_pred) + self.sampling.r_temp * gumbel * (1.0 - ratio), -jnp.inf)
+        conf = confidence(p_pred, self.sampling.randomize, self.sampling.r_temp, ratio, step[:, None],
+                          lambda: jax.random.gumbel(k_conf, pred.shape, jnp.float32),
+                          lambda: jax.random.uniform(k_conf, pred.shape, jnp.float32))
+        conf = jnp.where(mask, conf, -jnp.inf)
         sche = jnp.asarray(maskgit_schedule(n_steps, self.sampling.sched_mode, c.grid), jnp.int32)
         k = sche[jnp.clip(step, 0, n_steps - 1)][:, None]
         code, _, selected = select_top_k(cur_ids[:, :n], mask, pred, conf, k)
