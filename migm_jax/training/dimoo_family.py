@@ -150,6 +150,8 @@ def prompt_table(cfg: TrainConfig, layout: TokenLayout) -> tuple[tuple[tuple[int
             raise ConfigError("teacher.prompts needs teacher_weights (its tokenizer); give teacher.prompt_ids instead")
         with open(t["prompts"]) as f:
             texts = [line.strip() for line in f if line.strip()]
+        if not texts:
+            raise ConfigError(f"teacher.prompts file {t['prompts']} holds no prompt (one per line)")
         tokenizer = load_tokenizer(os.path.join(cfg.teacher_weights, "tokenizer"))
         ids = lambda s: tuple(int(i) for i in tokenizer(s)["input_ids"])
         return tuple(ids(prompt_strings(p)[0]) for p in texts), ids(prompt_strings(texts[0])[1])
