@@ -54,7 +54,7 @@ def test_saved_weights_sample_and_bad_label(tmp_path):
     assert code != 0 and "label 1000 is outside [0, 1000)" in err
     png = tmp_path / "s.png"
     code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--labels", "3", "9", "--mode", "shortcut",
-                             "--steps", "6", "--budget", "3", "--out", str(png), "--save-each")
+                             "--steps", "6", "--budget", "3", "--out", str(png), "--save-each", "--dtype", "float32")
     assert code == 0, err
     assert "compile:" in out and "sampling:" in out
     grid = np.asarray(Image.open(png))

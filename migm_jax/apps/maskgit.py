@@ -59,13 +59,14 @@ def demo_pipeline(seed: int = 0) -> tuple[MaskGITModels, dict]:
     s = MaskGITShortcutConfig(hidden=64, heads=4)
     v = VQGANConfig(embed_dim=8, n_embed=64, z_channels=16, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1,
                     attn_resolutions=(16,), resolution=64, in_channels=3, out_ch=3)
-    keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+    key = jax.random.PRNGKey(0)  # only traced for shapes
     codes, labels = jnp.zeros((1, t.grid, t.grid), jnp.int32), jnp.zeros((1,), jnp.int32)
     feat = jnp.zeros((1, t.seq_len, t.hidden))
     params = {
-        "transformer": MaskTransformer(t).init(keys[0], codes, labels, labels > 0)["params"],
-        "shortcut": MaskGITShortcut(s).init(keys[1], feat, feat, jnp.ones((1, t.seq_len), bool), jnp.ones((1,)))["params"],
-        "vqgan": VQGAN(v).init(keys[2], jnp.zeros((1, 64, 64, 3)))["params"],
+        "transformer": random_params(lambda: MaskTransformer(t).init(key, codes, labels, labels > 0), seed),
+        "shortcut": random_params(lambda: MaskGITShortcut(s).init(key, feat, feat, jnp.ones((1, t.seq_len), bool),
+                                                                   jnp.ones((1,))), seed + 1),
+        "vqgan": random_params(lambda: VQGAN(v).init(key, codes, method=VQGAN.decode_code), seed + 2),
     }
     return MaskGITModels(t, s, v), params
 
@@ -78,6 +79,22 @@ def add_sample_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature (multiplies the logits)")
     g.add_argument("--schedule", default="arccos", help="root | linear | square | cosine | arccos")
     g.add_argument("--randomize", default="linear", help="linear | warm_up | random | none")
+
+
+def random_params(init, seed: int) -> dict:
+    """Random params with the shapes `init()` would create, without compiling the model (fast on CPU):
+    norm scales 1, biases 0, other weights N(0, 1/fan_in) from numpy's generator."""
+    shapes = jax.eval_shape(init)["params"]
+    paths, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+    rng, leaves = np.random.default_rng(seed), []
+    for path, leaf in paths:
+        name = getattr(path[-1], "key", "")
+        if name in ("scale", "bias"):
+            leaves.append(np.full(leaf.shape, 1.0 if name == "scale" else 0.0, np.float32))
+        else:
+            fan_in = int(np.prod(leaf.shape[:-1])) if name == "kernel" else leaf.shape[-1]
+            leaves.append((rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32))
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def sampling_from_args(args: argparse.Namespace) -> MaskGITSampling:
