@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 
+from common import report, timed
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModel, VQModelConfig
@@ -44,18 +44,6 @@ def random_params(models: DiMOOModels) -> dict:
         "shortcut": jax.jit(DiMOOShortcut(s).init)(k[1], feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,)))["params"],
         "vq": jax.jit(VQModel(v).init)(k[2], jnp.zeros((1, f, f, 3)))["params"],
     }
-
-
-def timed(fn, *args, repeats: int) -> tuple[float, float]:
-    """(compile seconds, mean seconds per call after one warm-up call)."""
-    t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        jax.block_until_ready(compiled(*args))
-    return compile_s, (time.perf_counter() - t0) / repeats
 
 
 def peak_gib() -> float | None:
@@ -115,10 +103,7 @@ def main() -> None:
     result = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(),
                   date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
                   rows=rows)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
-    print(json.dumps(result))
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 
+from common import report, timed
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
@@ -33,18 +33,6 @@ def random_params(models: MaskGITModels, image_size: int) -> dict:
         "shortcut": jax.jit(MaskGITShortcut(s).init)(k[1], feat, feat, jnp.ones((1, t.seq_len), bool), jnp.ones((1,)))["params"],
         "vqgan": jax.jit(VQGAN(v).init)(k[2], jnp.zeros((1, image_size, image_size, 3)))["params"],
     }
-
-
-def timed(fn, *args, repeats: int) -> tuple[float, float]:
-    """(compile seconds, mean seconds per call after one warm-up call)."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        jax.block_until_ready(compiled(*args))
-    return compile_s, (time.perf_counter() - t0) / repeats
 
 
 def main() -> None:
@@ -87,10 +75,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     result = dict(device=device, date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention,
                   approximate_gelu=args.approximate_gelu, rows=rows)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
-    print(json.dumps(result))
+    report(result, args.out)
 
 
 if __name__ == "__main__":
