@@ -18,7 +18,7 @@ import numpy as np
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes
+from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
@@ -167,7 +167,7 @@ def shortcut_config_from_state_dict(tensors: dict, base: LLaDAConfig) -> DiMOOSh
         raise CheckpointError(f"shortcut expects features of width {d_model}, the backbone config has d_model {base.d_model}")
     if width % base.n_heads:
         raise CheckpointError(f"shortcut width {width} is not divisible by the backbone's n_heads {base.n_heads}")
-    n_block = len({k.split(".")[1] for k in tensors if k.startswith("blocks.")})
+    n_block = count_indexed(tensors, "blocks")
     return DiMOOShortcutConfig.from_llada(base, n_block=n_block, bottleneck_ratio=d_model / width,
                                           embed_t="adaLN_modulation.weight" in tensors)
 

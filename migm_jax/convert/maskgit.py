@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes
+from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
@@ -34,7 +34,7 @@ def transformer_config_from_state_dict(tensors: dict, heads: int) -> MaskTransfo
         mlp = tensors["transformer.layers.0.1.fn.net.0.weight"].shape[0]
     except KeyError as e:
         raise CheckpointError(f"MaskGIT transformer checkpoint lacks key {e}; is this a MaskGIT .pth?") from None
-    depth = len({k.split(".")[2] for k in tensors if k.startswith("transformer.layers.")})
+    depth = count_indexed(tensors, "transformer.layers")
     grid = math.isqrt(seq_len - 1)
     if grid * grid + 1 != seq_len:
         raise CheckpointError(f"pos_emb length {seq_len} is not grid^2 + 1")
@@ -93,7 +93,7 @@ def shortcut_config_from_state_dict(tensors: dict, heads: int) -> MaskGITShortcu
         width = hidden = tensors["blocks.0.cross_attn.norm.weight"].shape[0]
     else:
         raise CheckpointError("shortcut checkpoint lacks proj_in / blocks.0 keys; is this a MaskGIT shortcut .pth?")
-    n_block = len({k.split(".")[1] for k in tensors if k.startswith("blocks.")})
+    n_block = count_indexed(tensors, "blocks")
     if width % heads:
         raise CheckpointError(f"shortcut width {width} is not divisible by heads={heads}; pass the right --shortcut-heads")
     return MaskGITShortcutConfig(hidden=hidden, heads=heads, n_block=n_block,

@@ -91,3 +91,8 @@ def check_shapes(params: Any, expected: Any, source: str) -> None:
     if problems:
         raise CheckpointError(f"{source}: converted params do not fit the model: " + "; ".join(problems[:20]))
 
+
+def count_indexed(tensors: Mapping[str, Any], prefix: str) -> int:
+    """Number of distinct indices i among keys `<prefix>.<i>.*` (e.g. layers of a stack)."""
+    n = prefix.count(".") + 1
+    return len({k.split(".")[n] for k in tensors if k.startswith(prefix + ".")})
