@@ -19,10 +19,10 @@ TEXT_VOCAB, CODEBOOK = 512, 256
 PTH = fixture_path("dimoo_shortcut", "shortcut.pth")
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "dtype"))
-def run(cfg, params, *args, dtype=jnp.float32):
-    """DiMOOShortcut(cfg, dtype).apply -> (next_feat, intermediates)."""
-    return DiMOOShortcut(cfg, dtype).apply({"params": params}, *args, mutable="intermediates")
+@functools.partial(jax.jit, static_argnames=("cfg", "dtype", "slots"))
+def run(cfg, params, *args, dtype=jnp.float32, slots=None):
+    """DiMOOShortcut(cfg, dtype, max_new_tokens=slots).apply -> (next_feat, intermediates)."""
+    return DiMOOShortcut(cfg, dtype, max_new_tokens=slots).apply({"params": params}, *args, mutable="intermediates")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,22 @@ def test_matches_original(models, k):
     np.testing.assert_allclose(block["cross_attn"]["out"], dbg("block0_cross_attn_out"), atol=ATOL)
     np.testing.assert_allclose(block["self_attn"]["attn_branch"], dbg("block0_self_attn_attn_branch"), atol=ATOL)
     np.testing.assert_allclose(block["self_attn"]["out"], dbg("block0_out"), atol=ATOL)
+
+
+def test_compacted_keys_match_original(models):
+    """Keys gathered into as many slots as the busiest row has new tokens: the same outputs as the full map."""
+    base_cfg, base_params, cfg, params, io = models
+    p0, e0, m0, r0 = case_inputs(io, base_cfg, base_params, 0, seed=7)
+    p1, e1, m1, r1 = case_inputs(io, base_cfg, base_params, 1, seed=8)
+    pad = lambda a, fill: np.concatenate([a, np.broadcast_to(fill, (1, 8) + a.shape[2:])], axis=1)
+    new_map = np.concatenate([m0, pad(m1, False)])
+    slots = int(new_map.sum(axis=1).max())
+    assert 0 < slots < new_map.shape[1]
+    attn_mask = np.arange(40)[None] < np.array([[40], [32]])
+    out, _ = run(cfg, params, np.concatenate([p0, pad(p1, 0.0)]), np.concatenate([e0, pad(e1, 0.0)]), new_map,
+                 np.concatenate([r0, r1]), attn_mask, slots=slots)
+    np.testing.assert_allclose(out[0], io["case0__out_feat"][0], atol=ATOL)
+    np.testing.assert_allclose(out[1, :32], io["case1__out_feat"][0], atol=ATOL)
 
 
 def test_padded_batch_matches_each_case(models):

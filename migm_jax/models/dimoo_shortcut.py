@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from migm_jax.models.layers import TimestepEmbedder, dense
+from migm_jax.models.layers import TimestepEmbedder, compact_keys, dense
 from migm_jax.models.llada import LLaDABlock, LLaDAConfig, RMSNorm
 
 Dtype = Any
@@ -70,7 +70,8 @@ class DiMOOShortcutConfig:
 class ShortcutBlock(nn.Module):
     """Cross LLaDA block (keys = new tokens) then self-attention LLaDA block; submodules `cross_attn`, `self_attn`.
 
-    x (b,T,w), new (b,T,w), new_map (b,T) bool, positions (b,T), attn_mask (b,T) | None -> (b,T,w).
+    x (b,T,w), new (b,K,w), new_map (b,K) bool, new_positions (b,K), positions (b,T),
+    key_lengths (b,) | None -> (b,T,w). The new tokens are keys at `new_positions` where new_map is True.
     """
 
     cfg: DiMOOShortcutConfig
@@ -78,13 +79,13 @@ class ShortcutBlock(nn.Module):
     attention_impl: Optional[str]
 
     @nn.compact
-    def __call__(self, x: jax.Array, new: jax.Array, new_map: jax.Array, positions: jax.Array,
-                 attn_mask: Optional[jax.Array]) -> jax.Array:
+    def __call__(self, x: jax.Array, new: jax.Array, new_map: jax.Array, new_positions: jax.Array,
+                 positions: jax.Array, key_lengths: Optional[jax.Array]) -> jax.Array:
         c = self.cfg
         block = lambda name: LLaDABlock(c.n_heads, c.n_kv_heads, c.mlp_hidden_size, c.rope_theta, c.rms_norm_eps,
                                         self.dtype, jnp.float32, self.attention_impl, name=name)
-        x = block("cross_attn")(x, positions, kv=new, kv_positions=positions, key_mask=new_map)
-        return block("self_attn")(x, positions, key_mask=attn_mask)
+        x = block("cross_attn")(x, positions, kv=new, kv_positions=new_positions, key_mask=new_map)
+        return block("self_attn")(x, positions, key_lengths=key_lengths)
 
 
 class DiMOOShortcut(nn.Module):
@@ -94,15 +95,18 @@ class DiMOOShortcut(nn.Module):
     prev_feat: post-ln_f backbone feature of the current state. new_token_emb: the backbone's wte row of
     the current token at EVERY position; only positions where new_token_map is True are used (the others
     may hold anything). mask_ratio: masked fraction of the state whose feature is predicted (multiplied
-    by 1000 for the timestep embedding). attn_mask: optional key padding mask for a right-padded batch
-    (False = padding, never a key of either attention); None = every position is valid, as in the original.
+    by 1000 for the timestep embedding). attn_mask: optional RIGHT-padding mask (True on a prefix of each
+    row; False = padding, never a key of either attention); None = every position is valid, as in the original.
     A row whose map has no True entry gets a zero cross-attention output (the original's empty key set).
+    max_new_tokens: if set, the new tokens are first compacted to this many key slots (`compact_keys`):
+    the same result whenever no row has more new tokens, without T x T cross-attention work.
     Output dtype: `dtype` (bf16 under the original's autocast), float32 in float32.
     """
 
     cfg: DiMOOShortcutConfig
     dtype: Dtype = jnp.float32
     attention_impl: Optional[str] = None
+    max_new_tokens: Optional[int] = None
 
     @nn.compact
     def __call__(self, prev_feat: jax.Array, new_token_emb: jax.Array, new_token_map: jax.Array,
@@ -110,7 +114,13 @@ class DiMOOShortcut(nn.Module):
         c, w = self.cfg, self.cfg.width
         b, t, _ = prev_feat.shape
         prev = prev_feat.astype(self.dtype)
-        new = new_token_emb.astype(self.dtype)
+        positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        new_map = new_token_map if attn_mask is None else new_token_map & attn_mask
+        lengths = None if attn_mask is None else jnp.sum(attn_mask, axis=-1, dtype=jnp.int32)
+        new, new_positions = new_token_emb, positions
+        if self.max_new_tokens is not None:
+            new, new_map, new_positions = compact_keys(new, new_map, self.max_new_tokens)
+        new = new.astype(self.dtype)
         project = w != c.d_model
         if project:
             new = dense(w, self.dtype, "new_token_proj_in")(new)
@@ -119,11 +129,9 @@ class DiMOOShortcut(nn.Module):
             self.sow("intermediates", "proj_in_out", x)
         else:
             x = prev
-        positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-        new_map = new_token_map if attn_mask is None else new_token_map & attn_mask
         for i in range(c.n_block):
             x = ShortcutBlock(c, self.dtype, self.attention_impl, name=f"blocks_{i}")(
-                x, new, new_map, positions, attn_mask)
+                x, new, new_map, new_positions, positions, lengths)
         x = RMSNorm(c.rms_norm_eps, name="ln_f")(x)
         self.sow("intermediates", "ln_f_out", x)
         if c.embed_t:

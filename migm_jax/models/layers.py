@@ -36,24 +36,53 @@ def dense(features: int, dtype: Dtype, name: Optional[str] = None, use_bias: boo
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: Optional[jax.Array] = None,
-                          implementation: Optional[str] = None) -> jax.Array:
+                          implementation: Optional[str] = None, key_lengths: Optional[jax.Array] = None) -> jax.Array:
     """softmax(q k^T / sqrt(d)) v over heads.
 
-    q: (b, Lq, h, d); k, v: (b, Lk, h, d); key_mask: (b, Lk) bool, False keys get zero weight.
-    `implementation=None` runs an XLA path with float32 logits and softmax (exact parity);
-    'cudnn' / 'xla' dispatch to `jax.nn.dot_product_attention` (flash attention on GPU).
+    q: (b, Lq, h, d); k, v: (b, Lk, h, d) (h may be a divisor of q's heads for 'cudnn' / 'xla');
+    key_mask: (b, Lk) bool, False keys get zero weight; key_lengths: (b,) int, only the first
+    key_lengths keys of a row are keys (right padding; cuDNN handles this natively, without a mask
+    tensor). Both may be given. `implementation=None` runs an XLA path with float32 logits and softmax
+    (exact parity); 'cudnn' / 'xla' dispatch to `jax.nn.dot_product_attention` (flash attention on GPU).
     Returns (b, Lq, h, d) in q's dtype.
     """
+    b, lq, lk = q.shape[0], q.shape[1], k.shape[1]
     if implementation is not None:
-        b, lq, lk = q.shape[0], q.shape[1], k.shape[1]
         mask = None if key_mask is None else jnp.broadcast_to(key_mask[:, None, None, :], (b, 1, lq, lk))
-        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+        lengths = None if key_lengths is None else key_lengths.astype(jnp.int32)
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, key_value_seq_lengths=lengths,
+                                            implementation=implementation)
+    if key_lengths is not None:
+        in_prefix = jnp.arange(lk)[None, :] < key_lengths[:, None]
+        key_mask = in_prefix if key_mask is None else key_mask & in_prefix
     scale = 1.0 / math.sqrt(q.shape[-1])
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
     if key_mask is not None:
         logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(logits, axis=-1)
     return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
+
+
+def cast_kernels(params: dict, dtype: jnp.dtype) -> dict:
+    """Casts matmul kernels to the compute dtype once, before the loop (norms, embeddings, biases keep float32).
+
+    Numerically identical to the per-call cast inside the Dense layers; saves re-reading every fp32
+    kernel at every step.
+    """
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: x.astype(dtype) if getattr(path[-1], "key", None) == "kernel" else x, params)
+
+
+def compact_keys(emb: jax.Array, key_map: jax.Array, slots: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Gathers the mapped keys into `slots` columns: mapped positions first, in position order, then the rest.
+
+    emb: (b, L, C); key_map: (b, L) bool. Returns (emb (b, slots, C), key_map (b, slots), positions
+    (b, slots) int32). Attention over the result (with its map as key mask) equals attention over the
+    full map whenever no row has more than `slots` mapped keys, at a fraction of the work.
+    """
+    positions = jnp.argsort(~key_map, axis=1, stable=True)[:, :slots].astype(jnp.int32)
+    emb = jnp.take_along_axis(emb, positions[..., None], axis=1)
+    return emb, jnp.take_along_axis(key_map, positions, axis=1), positions
 
 
 class MultiHeadAttention(nn.Module):

@@ -148,12 +148,13 @@ class LLaDABlock(nn.Module):
     """`LLaDALlamaBlock`: x += attn_out(Attn(q, k, v)); x += ff_out(silu(ff_proj(h)) * up_proj(h)), h = ff_norm(x).
 
     __call__(x (b,Lq,d), positions (b,Lq) int, kv (b,Lk,d) | None, kv_positions (b,Lk) int | None,
-    key_mask (b,Lk) bool | None) -> (b,Lq,d).
+    key_mask (b,Lk) bool | None, key_lengths (b,) int | None (at most one of the two)) -> (b,Lq,d).
 
     Self-attention when kv is None (keys at `positions`). Cross-attention otherwise: q from attn_norm(x),
     k and v from attn_norm(kv) with the SAME attn_norm, keys rotated at `kv_positions` (values never
-    rotated). key_mask False = key ignored; a query with no valid key gets a zero attention output
-    (attention over an empty key set). GQA: kv head j serves query heads j*g .. j*g+g-1 (repeat_interleave).
+    rotated). key_mask False = key ignored, and a row with no valid key gets a zero attention output
+    (attention over an empty key set); key_lengths (>= 1) = only the first key_lengths keys count (right
+    padding, no mask tensor on cuDNN). GQA: kv head j serves query heads j*g .. j*g+g-1 (repeat_interleave).
     Sows `attn_branch`, `mlp_branch`, `out` into 'intermediates'.
     """
 
@@ -168,7 +169,10 @@ class LLaDABlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, positions: jax.Array, kv: Optional[jax.Array] = None,
-                 kv_positions: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None) -> jax.Array:
+                 kv_positions: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None,
+                 key_lengths: Optional[jax.Array] = None) -> jax.Array:
+        if key_mask is not None and key_lengths is not None:
+            raise ValueError("LLaDABlock takes key_mask or key_lengths, not both")
         b, lq, d = x.shape
         hd = d // self.n_heads
         linear = lambda f, name: _linear(f, self.dtype, self.param_dtype, name)
@@ -186,7 +190,7 @@ class LLaDABlock(nn.Module):
         group = self.n_heads // self.n_kv_heads
         if group > 1 and self.attention_impl is None:  # jax.nn.dot_product_attention groups heads itself
             k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
-        att = dot_product_attention(q, k, v, key_mask, self.attention_impl)
+        att = dot_product_attention(q, k, v, key_mask, self.attention_impl, key_lengths)
         if key_mask is not None:
             att = jnp.where(jnp.any(key_mask, axis=-1)[:, None, None, None], att, jnp.zeros((), att.dtype))
         att = linear(d, "attn_out")(att.reshape(b, lq, d))
@@ -244,18 +248,19 @@ class LLaDATransformer(nn.Module):
     def embed(self, ids: jax.Array) -> jax.Array:
         return jnp.take(self.wte.embedding, ids, axis=0).astype(self.dtype)
 
-    def features(self, ids: jax.Array, positions: Optional[jax.Array], attn_mask: Optional[jax.Array]) -> jax.Array:
+    def features(self, ids: jax.Array, positions: Optional[jax.Array], attn_mask: Optional[jax.Array],
+                 key_lengths: Optional[jax.Array]) -> jax.Array:
         x = self.embed(ids)
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
         for block in self.blocks:
-            x = block(x, positions, key_mask=attn_mask)
+            x = block(x, positions, key_mask=attn_mask, key_lengths=key_lengths)
         self.sow("intermediates", "pre_final_norm", x)
         return self.ln_f(x).astype(self.dtype)
 
-    def __call__(self, ids: jax.Array, positions: Optional[jax.Array],
-                 attn_mask: Optional[jax.Array]) -> tuple[jax.Array, jax.Array]:
-        feat = self.features(ids, positions, attn_mask)
+    def __call__(self, ids: jax.Array, positions: Optional[jax.Array], attn_mask: Optional[jax.Array],
+                 key_lengths: Optional[jax.Array]) -> tuple[jax.Array, jax.Array]:
+        feat = self.features(ids, positions, attn_mask, key_lengths)
         return self.ff_out(feat), feat
 
     def image_logits(self, feat: jax.Array, text_vocab_size: int, codebook_size: int) -> jax.Array:
@@ -263,13 +268,16 @@ class LLaDATransformer(nn.Module):
 
 
 class LLaDA(nn.Module):
-    """apply({'params': p}, ids (b,L) int32, positions (b,L) int | None, attn_mask (b,L) bool | None)
-    -> (logits (b,L,embedding_size), feat (b,L,d_model)), both in `dtype`.
+    """apply({'params': p}, ids (b,L) int32, positions (b,L) int | None, attn_mask (b,L) bool | None,
+    key_lengths (b,) int | None) -> (logits (b,L,embedding_size), feat (b,L,d_model)), both in `dtype`.
 
     feat = output of the final RMSNorm ln_f (the input of the head), the feature the shortcut evolves.
     Attention is bidirectional. positions default to 0..L-1 per row (RoPE). attn_mask: key padding
     mask, False = padding key ignored by every query; with right padding and default positions a
     padded batch equals separate unpadded runs at the valid positions (padded positions hold junk).
+    key_lengths (b,) int: the same for right padding given as lengths (only the first key_lengths
+    positions of a row are keys); on cuDNN this needs no mask tensor, so it is the fast form. Pass at
+    most one of the two.
     The original never masks (it only runs batch 1), so attn_mask=None is the reference behaviour.
 
     dtype: compute dtype; param_dtype: dtype of freshly initialised params (the apply works with
@@ -286,14 +294,14 @@ class LLaDA(nn.Module):
     def setup(self):
         self.transformer = LLaDATransformer(self.cfg, self.dtype, self.param_dtype, self.attention_impl)
 
-    def __call__(self, ids: jax.Array, positions: Optional[jax.Array] = None,
-                 attn_mask: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
-        return self.transformer(ids, positions, attn_mask)
+    def __call__(self, ids: jax.Array, positions: Optional[jax.Array] = None, attn_mask: Optional[jax.Array] = None,
+                 key_lengths: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
+        return self.transformer(ids, positions, attn_mask, key_lengths)
 
-    def features(self, ids: jax.Array, positions: Optional[jax.Array] = None,
-                 attn_mask: Optional[jax.Array] = None) -> jax.Array:
+    def features(self, ids: jax.Array, positions: Optional[jax.Array] = None, attn_mask: Optional[jax.Array] = None,
+                 key_lengths: Optional[jax.Array] = None) -> jax.Array:
         """ids (b,L) -> post-ln_f feat (b,L,d) without computing the logits."""
-        return self.transformer.features(ids, positions, attn_mask)
+        return self.transformer.features(ids, positions, attn_mask, key_lengths)
 
     def embed(self, ids: jax.Array) -> jax.Array:
         """wte rows: ids (...) int -> (..., d) in `dtype` (the shortcut's new-token input)."""

@@ -14,7 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from migm_jax.models.layers import FeedForward, MultiHeadAttention, TimestepEmbedder, dense, gelu, layer_norm
+from migm_jax.models.layers import (FeedForward, MultiHeadAttention, TimestepEmbedder, compact_keys, dense, gelu,
+                                    layer_norm)
 from migm_jax.models.maskgit import BLOCK_LN_EPS, OUTER_LN_EPS
 
 
@@ -86,9 +87,7 @@ class MaskGITShortcut(nn.Module):
         c, w = self.cfg, self.cfg.width
         project = c.bottleneck_ratio != 1
         if self.max_new_tokens is not None:
-            slots = jnp.argsort(~new_token_map, axis=1, stable=True)[:, : self.max_new_tokens]  # (b, K)
-            new_token_emb = jnp.take_along_axis(new_token_emb, slots[..., None], axis=1)
-            new_token_map = jnp.take_along_axis(new_token_map, slots, axis=1)
+            new_token_emb, new_token_map, _ = compact_keys(new_token_emb, new_token_map, self.max_new_tokens)
         new = dense(w, self.dtype, "new_token_proj_in")(new_token_emb.astype(self.dtype)) if project else new_token_emb
         x = dense(w, self.dtype, "proj_in")(prev_feat.astype(self.dtype)) if project else prev_feat
         for i in range(c.n_block):

@@ -30,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
+from migm_jax.models.layers import cast_kernels
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
-from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
+from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout, region_length
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.noise import JaxNoise
@@ -174,6 +175,16 @@ def new_token_maps(batch: PromptBatch, new_cells: jax.Array, no_prompt: bool = F
     return cond, uncond
 
 
+def shortcut_key_slots(batch: PromptBatch, keep_n: np.ndarray, no_prompt: bool) -> tuple[Optional[int], ...]:
+    """Static bound on the new tokens (cross-attention keys) of a shortcut step, per side (cond, uncond):
+    the most cells any step fixes, plus the padded cond prompt width unless no_prompt (`new_token_maps`).
+    None where the bound reaches the sequence length (no compaction)."""
+    fill = int(np.max(np.concatenate([[batch.n_img], keep_n[:-1]]) - keep_n))
+    prompt = batch.cond_ids.shape[1] - region_length(batch.grid)
+    bounds = [(fill if no_prompt else fill + prompt, batch.cond_ids.shape[1]), (fill, batch.uncond_ids.shape[1])]
+    return tuple(None if k >= length else k for k, length in bounds)
+
+
 def quantile_linear(x: jax.Array, valid: jax.Array, q: float) -> jax.Array:
     """torch.quantile(x[valid], q, interpolation='linear') per row in float32: x, valid (b, L) -> (b,)."""
     x = x.astype(jnp.float32)
@@ -219,12 +230,13 @@ def cached_forward(model: LLaDA, ids: jax.Array, valid: jax.Array, compute: jax.
     positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
     idx = positions if n_query is None else jnp.argsort(~compute, axis=-1, stable=True)[:, :n_query].astype(jnp.int32)
     write = compute[rows, idx][..., None]  # (b, M, 1)
+    lengths = jnp.sum(valid, axis=-1, dtype=jnp.int32)
     x = t.embed(ids[rows, idx])
     new_hidden = []
     for block, h in zip(t.blocks, hidden):
         h = h.at[rows, idx].set(jnp.where(write, x, h[rows, idx]))
         new_hidden.append(h)
-        x = block(x, idx, kv=h, kv_positions=positions, key_mask=valid)
+        x = block(x, idx, kv=h, kv_positions=positions, key_lengths=lengths)
     fresh = t.image_logits(t.ln_f(x).astype(t.dtype), text_vocab_size, codebook_size)
     return logits.at[rows, idx].set(jnp.where(write, fresh, logits[rows, idx])), new_hidden
 
@@ -271,7 +283,8 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     lp = {"params": params["llada"]}
     b, n, steps = batch.cond_ids.shape[0], batch.n_img, sampling.steps
     tv, kb = lay.text_vocab_size, lay.codebook_size
-    keep_n = jnp.asarray(dimoo_keep_n(steps, n), jnp.int32)
+    keep_n_np = dimoo_keep_n(steps, n)
+    keep_n = jnp.asarray(keep_n_np, jnp.int32)
     ratios = jnp.asarray(dimoo_mask_ratios(steps, n))
     rows = jnp.arange(b)[:, None]
     cpos, upos = batch.cond_image_positions(), batch.uncond_image_positions()
@@ -280,22 +293,25 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     sides = [(batch.cond_ids, batch.cond_valid, cpos)]
     if use_cfg:
         sides.append((batch.uncond_ids, batch.uncond_valid, upos))
+    if sampling.mode == "shortcut":
+        sp = {"params": cast_kernels(params["shortcut"], dtype)}
+        key_slots = shortcut_key_slots(batch, keep_n_np, sampling.no_prompt)
 
     def sequences(tokens):
         """[(ids, valid, image columns)] per side (cond[, uncond]) with the current tokens written in."""
         return [(ids.at[rows, pos].set(tokens), valid, pos) for ids, valid, pos in sides]
 
     def full(state, step):
-        return tuple(llada.apply(lp, ids, None, valid, method=LLaDA.features)
+        return tuple(llada.apply(lp, ids, None, None, jnp.sum(valid, axis=-1, dtype=jnp.int32), method=LLaDA.features)
                      for ids, valid, _ in sequences(state["tokens"]))
 
     def shortcut(state, step):
-        sc = DiMOOShortcut(models.shortcut, dtype, models.attention_impl)
         maps = new_token_maps(batch, state["new"], sampling.no_prompt)
         ratio = jnp.broadcast_to(ratios[step], (b,))
-        return tuple(sc.apply({"params": params["shortcut"]}, feat, llada.apply(lp, ids, method=LLaDA.embed),
-                              new_map, ratio, valid)
-                     for (ids, valid, _), feat, new_map in zip(sequences(state["tokens"]), state["carry"], maps))
+        return tuple(DiMOOShortcut(models.shortcut, dtype, models.attention_impl, slots).apply(
+                         sp, feat, llada.apply(lp, ids, method=LLaDA.embed), new_map, ratio, valid)
+                     for (ids, valid, _), feat, new_map, slots in zip(sequences(state["tokens"]), state["carry"], maps,
+                                                                      key_slots))
 
     def reuse(state, step):
         return state["carry"]

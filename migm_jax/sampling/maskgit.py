@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from migm_jax.models.layers import cast_kernels
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
@@ -88,16 +89,6 @@ def maskgit_step(sampling: MaskGITSampling, sche: jax.Array, code: jax.Array, ma
                       lambda: noise.gumbel(k_conf, step, (b, n)), lambda: noise.uniform(k_conf, step, (b, n)))
     conf = jnp.where(mask, conf, -jnp.inf)
     return select_top_k(code, mask, pred, conf, sche[step])
-
-
-def cast_kernels(params: dict, dtype: jnp.dtype) -> dict:
-    """Casts matmul kernels to the compute dtype once, before the loop (norms, embeddings, biases keep float32).
-
-    Numerically identical to the per-call cast inside the Dense layers; saves re-reading every fp32
-    kernel at every step.
-    """
-    return jax.tree_util.tree_map_with_path(
-        lambda path, x: x.astype(dtype) if getattr(path[-1], "key", None) == "kernel" else x, params)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -87,7 +87,8 @@ class DiMOOFamily:
         return sample["valid"]
 
     def teacher_features(self, tp, ids: jax.Array, sample: dict) -> jax.Array:
-        return self._teacher().apply({"params": tp}, ids, None, sample["valid"], method=LLaDA.features)
+        lengths = jnp.sum(sample["valid"], axis=-1, dtype=jnp.int32)  # valid is right padding
+        return self._teacher().apply({"params": tp}, ids, None, None, lengths, method=LLaDA.features)
 
     def rollout_tokens(self, tp, feat, cur_ids, step, key, sample):
         """The student decides step `step` (b,) on its own side, no CFG: Gumbel-max tokens (the sampling temperature),
