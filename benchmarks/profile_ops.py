@@ -26,12 +26,14 @@ from common import timed
 
 def device_op_times(fn, *args, repeats: int = 2) -> tuple[float, dict[str, collections.Counter], dict[str, collections.Counter]]:
     """(seconds per call, {line: Counter(op -> total ns)}, {line: Counter(op -> count)}) of one traced call."""
-    _, seconds = timed(fn, *args, repeats=repeats)
+    compile_s, seconds = timed(fn, *args, repeats=repeats)
+    print(f"compiled in {compile_s:.1f} s, {seconds * 1e3:.2f} ms per call; tracing one call", flush=True)
     compiled = jax.jit(fn).lower(*args).compile()
     jax.block_until_ready(compiled(*args))
     with tempfile.TemporaryDirectory() as d:
         with jax.profiler.trace(d):
             jax.block_until_ready(compiled(*args))
+        print("reading the trace", flush=True)
         (path,) = glob.glob(f"{d}/**/*.xplane.pb", recursive=True)
         data = ProfileData.from_file(path)
         totals, counts = collections.defaultdict(collections.Counter), collections.defaultdict(collections.Counter)
@@ -100,6 +102,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     fn, call_args = (dimoo_call if args.family == "dimoo" else maskgit_call)(args)
+    print("random weights ready", flush=True)
     print_table(*device_op_times(fn, *call_args), args.top)
 
 
