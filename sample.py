@@ -27,17 +27,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
     p.add_argument("--attention", default=None, choices=["cudnn", "xla"], help="fused attention kernel (GPU: cudnn)")
-    p.add_argument("--fast-gelu", action="store_true", help="MaskGIT: tanh GELU instead of erf (fuses into the matmul on GPU; meant for bf16)")
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
-    maskgit.add_sample_args(p)
-    dimoo.add_sample_args(p)
+    groups = {maskgit.FAMILY: maskgit.add_sample_args(p), dimoo.FAMILY: dimoo.add_sample_args(p)}
     args = p.parse_args(argv)
+    args.family_options = {family: given_options(args, group) for family, group in groups.items()}
     if not args.demo and not args.weights:
         p.error("give --weights DIR (converted weights) or --demo")
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     return args
+
+
+def given_options(args: argparse.Namespace, group: argparse._ArgumentGroup) -> list[str]:
+    """Options of `group` whose value differs from their default (i.e. set on the command line)."""
+    return [a.option_strings[0] for a in group._group_actions if getattr(args, a.dest) != a.default]
+
+
+def check_family_options(args: argparse.Namespace, family: str) -> None:
+    """Options of the other model family would be ignored silently: refuse them."""
+    for other, given in args.family_options.items():
+        if other != family and given:
+            raise ValueError(f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of {other} "
+                             f"models, but these weights are {family}; drop {'it' if len(given) == 1 else 'them'}")
 
 
 def check_budget(args: argparse.Namespace) -> None:
@@ -52,12 +64,11 @@ def main(argv=None) -> int:
     try:
         check_budget(args)
         family = maskgit.FAMILY if args.demo else read_config(args.weights)[0]
-        if family == maskgit.FAMILY:
-            maskgit.run_sample(args)
-        elif family == dimoo.FAMILY:
-            dimoo.run_sample(args)
-        else:
+        runners = {maskgit.FAMILY: maskgit.run_sample, dimoo.FAMILY: dimoo.run_sample}
+        if family not in runners:
             raise ValueError(f"unknown model family {family!r} in {args.weights}/config.json")
+        check_family_options(args, family)
+        runners[family](args)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -52,6 +52,9 @@ def test_saved_weights_sample_and_bad_label(tmp_path):
     save_weights(tmp_path / "w", FAMILY, configs, params)
     code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--labels", "3", "1000")
     assert code != 0 and "label 1000 is outside [0, 1000)" in err
+    code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a cat", "--height", "512")
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "--prompt, --height are options of dimoo models, but these weights are maskgit" in err
     png = tmp_path / "s.png"
     code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--labels", "3", "9", "--mode", "shortcut",
                              "--steps", "6", "--budget", "3", "--out", str(png), "--save-each", "--dtype", "float32")

@@ -12,9 +12,10 @@ from conftest import run_on_fake_devices, fixture_path, load_npz
 from migm_jax.models.llada import LLaDA
 from migm_jax.sampling.dimoo import (DiMOOModels, DiMOOSampling, build_sampler, cached_forward, dimoo_step,
                                      gumbel_max_sample, mask_by_random_topk, ml_cache_queries, ml_cache_step,
-                                     new_token_maps, quantile_linear)
+                                     new_token_maps)
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
 from migm_jax.sampling.noise import RecordedNoise
+from migm_jax.sampling.quantile import masked_quantile
 from migm_jax.sampling.schedules import (CHEAP, FULL, cache_refresh_plan, dimoo_cosine_schedule, dimoo_keep_n,
                                          dimoo_mask_ratios, dimoo_step_kinds)
 
@@ -288,13 +289,23 @@ def test_cfg_zero_and_greedy(small_models):
 
 # ---------------------------------------------------------------- ML-Cache
 
-def test_quantile_matches_torch():
-    torch = pytest.importorskip("torch")
+def quantile_case():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 37)).astype(np.float32)
     valid = np.ones((3, 37), bool)
     valid[1, 30:] = False
-    got = np.asarray(quantile_linear(jnp.asarray(x), jnp.asarray(valid), 1 - 0.9))
+    return x, valid, np.asarray(masked_quantile(jnp.asarray(x), jnp.asarray(valid), 1 - 0.9))
+
+
+def test_quantile_matches_numpy():
+    x, valid, got = quantile_case()
+    for i in range(3):
+        np.testing.assert_allclose(got[i], np.quantile(x[i][valid[i]].astype(np.float64), 1 - 0.9), rtol=1e-6)
+
+
+def test_quantile_matches_torch():
+    torch = pytest.importorskip("torch")
+    x, valid, got = quantile_case()
     for i in range(3):
         ref = torch.quantile(torch.from_numpy(x[i][valid[i]]), 1 - 0.9).numpy()
         assert got[i] == ref

@@ -53,7 +53,8 @@ def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: 
     print(f"wrote {out_dir} ({', '.join(configs)}, {len(tok_files)} tokenizer files)")
 
 
-def add_sample_args(parser: argparse.ArgumentParser) -> None:
+def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Adds this family's sampling options to `parser`; returns their group."""
     g = parser.add_argument_group("Lumina-DiMOO")
     g.add_argument("--prompt", nargs="+", help="text prompts, one image each (used verbatim)")
     g.add_argument("--prompt-file", help="text file with one prompt per line (lines are stripped, blanks skipped)")
@@ -65,6 +66,7 @@ def add_sample_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup-ratio", type=float, default=0.3, help="ML-Cache: leading fraction of full steps")
     g.add_argument("--fsdp", type=int, default=1, help="devices that split the params (FSDP); the rest split the batch")
     g.add_argument("--tensor", type=int, default=1, help="devices that split each matmul (tensor parallel)")
+    return g
 
 
 def prompts_from_args(args: argparse.Namespace) -> list[str]:

@@ -71,7 +71,8 @@ def demo_pipeline(seed: int = 0) -> tuple[MaskGITModels, dict]:
     return MaskGITModels(t, s, v), params
 
 
-def add_sample_args(parser: argparse.ArgumentParser) -> None:
+def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Adds this family's sampling options to `parser`; returns their group."""
     g = parser.add_argument_group("MaskGIT")
     g.add_argument("--labels", type=int, nargs="+", default=[1, 7, 282, 604, 724, 179, 681, 367, 850, 137],
                    help="ImageNet class ids, one image each (default: the original infer.py batch)")
@@ -79,6 +80,9 @@ def add_sample_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature (multiplies the logits)")
     g.add_argument("--schedule", default="arccos", help="root | linear | square | cosine | arccos")
     g.add_argument("--randomize", default="linear", help="linear | warm_up | random | none")
+    g.add_argument("--fast-gelu", action="store_true",
+                   help="tanh GELU instead of erf (fuses into the matmul on GPU; meant for bf16)")
+    return g
 
 
 def random_params(init, seed: int) -> dict:

@@ -37,6 +37,7 @@ from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout, region_len
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.noise import JaxNoise
+from migm_jax.sampling.quantile import masked_quantile
 from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
 
 MODES = ("vanilla", "shortcut", "reuse", "cache")
@@ -185,25 +186,12 @@ def shortcut_key_slots(batch: PromptBatch, keep_n: np.ndarray, no_prompt: bool) 
     return tuple(None if k >= length else k for k, length in bounds)
 
 
-def quantile_linear(x: jax.Array, valid: jax.Array, q: float) -> jax.Array:
-    """torch.quantile(x[valid], q, interpolation='linear') per row in float32: x, valid (b, L) -> (b,)."""
-    x = x.astype(jnp.float32)
-    n = jnp.sum(valid, axis=-1)
-    srt = jnp.sort(jnp.where(valid, x, jnp.inf), axis=-1)
-    rank = jnp.float32(q) * (n - 1).astype(jnp.float32)
-    lo, hi = rank.astype(jnp.int32), jnp.ceil(rank).astype(jnp.int32)
-    below = jnp.take_along_axis(srt, lo[:, None], axis=-1)[:, 0]
-    above = jnp.take_along_axis(srt, hi[:, None], axis=-1)[:, 0]
-    w = rank - lo.astype(jnp.float32)
-    return jnp.where(w < 0.5, below + w * (above - below), above - (above - below) * (1 - w))
-
-
 def recompute_mask(logits: jax.Array, valid: jax.Array, compute_ratio: float) -> jax.Array:
     """ML-Cache: positions whose max codebook logit is <= its `compute_ratio` quantile over the sequence.
 
     logits (b, L, K) (every position, prompt and specials included), valid (b, L) -> (b, L) bool."""
     conf = jnp.max(logits, axis=-1).astype(jnp.float32)
-    return (conf <= quantile_linear(conf, valid, compute_ratio)[:, None]) & valid
+    return (conf <= masked_quantile(conf, valid, compute_ratio)[:, None]) & valid
 
 
 def cached_forward(model: LLaDA, ids: jax.Array, valid: jax.Array, compute: jax.Array, hidden: list,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from migm_jax.sampling.quantile import masked_quantile
+
 
 def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     """Per-sample mean over the True positions: x, mask (b, L) -> (b,)."""
@@ -34,17 +36,6 @@ def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
     a, b = a.astype(jnp.float32), b.astype(jnp.float32)
     norms = jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), 1e-8)
     return jnp.sum(a * b, axis=-1) / norms
-
-
-def masked_quantile(x: jax.Array, mask: jax.Array, q: float) -> jax.Array:
-    """Per-row q-quantile of the masked entries, linear interpolation (torch.quantile): (b, L) -> (b,)."""
-    count = jnp.maximum(jnp.sum(mask, axis=1), 1)
-    ordered = jnp.sort(jnp.where(mask, x, jnp.inf), axis=1)
-    pos = q * (count - 1).astype(jnp.float32)
-    lo = jnp.floor(pos).astype(jnp.int32)
-    hi = jnp.minimum(lo + 1, count - 1)
-    at = lambda i: jnp.take_along_axis(ordered, i[:, None], axis=1)[:, 0]
-    return at(lo) + (pos - lo) * (at(hi) - at(lo))
 
 
 def feature_metrics(prev, est, tgt, mask, logits=None, temperature: float = 1.0) -> dict:
