@@ -113,6 +113,7 @@ def test_bad_workdir_is_one_line(cli, tmp_path):
     assert code == 2 and f"workdir {tmp_path / 'file' / 'w'} is not writable" in err and len(err.splitlines()) == 1, err
     code, err = cli("--config", SMOKE, "--workdir", str(tmp_path / "w"), "--export")
     assert code == 2 and "no checkpoint in" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "w").exists()  # refused before anything was built or created
 
 
 def test_accumulation_ema_and_step_decay():

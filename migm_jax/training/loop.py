@@ -86,7 +86,7 @@ def setup(cfg: TrainConfig, workdir: str) -> Run:
 
 def validate(run: Run, source, eval_step) -> dict:
     """Mean of the EMA model's one-step metrics over the validation batches, keys prefixed 'val/'."""
-    rows = [jax.device_get(eval_step(run.state.ema, raw, run.teacher)) for raw in source.val_batches()]
+    rows = jax.device_get([eval_step(run.state.ema, raw, run.teacher) for raw in source.val_batches()])  # one fetch
     return {f"val/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
@@ -137,9 +137,10 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
 
 def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, Any]:
     """Writes the EMA shortcut of the latest checkpoint as a weights dir and a `.pth` (single process)."""
-    run = setup(cfg, workdir)
-    if run.checkpoints.latest_step() is None:
-        raise ConfigError(f"no checkpoint in {workdir}/checkpoints to export; train first")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckpt_dir) or Checkpoints(ckpt_dir, cfg.keep_ckpts, async_save=False).latest_step() is None:
+        raise ConfigError(f"no checkpoint in {ckpt_dir} to export; train first")
+    run = setup(cfg, workdir)  # builds the models (the teacher too) only once a checkpoint is known to exist
     ema = jax.device_get(run.state.ema)
     run.checkpoints.close()
     return export_shortcut(out_dir, run.family, run.base_configs, jax.device_get(run.base_params), ema)
