@@ -408,6 +408,7 @@ mesh = make_mesh(data=2, fsdp=2, tensor=2)
 _, streamed = llada(fixture_path("llada"), shardings=param_shardings(llada_abstract_params(models.llada), mesh))
 q = streamed["transformer"]["blocks_0"]["q_proj"]["kernel"]
 assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor") and q.addressable_shards[0].data.shape == (32, 32)
+jax.tree_util.tree_map(np.testing.assert_array_equal, streamed, llada(fixture_path("llada"))[1])  # slice reads == whole
 sharded = dict(shard_params(params, mesh), llada=streamed)
 batch = PromptBatch.from_ids(PROMPTS * 2, GEN["in_uncon_ids"][0], GRID, SMALL)
 key = jax.random.PRNGKey(3)

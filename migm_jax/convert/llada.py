@@ -2,8 +2,9 @@
 
 The backbone is read shard by shard: every key and shape is validated from the safetensors headers
 before any tensor data is read, then each tensor is read in the checkpoint's own dtype (bf16 stays
-bf16), transposed where PyTorch stores (out, in), optionally cast, and `jax.device_put` straight to
-its sharding, so the host never holds more than one tensor of the model.
+bf16), transposed where PyTorch stores (out, in), optionally cast, and placed straight into its
+sharding: each process reads from the files only the slices its own devices hold, and the host never
+holds more than one tensor of the model.
 """
 
 from __future__ import annotations
@@ -140,19 +141,35 @@ def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
         with safe_open(os.path.join(model_dir, fname), framework="numpy") as f:
             for key in headers[fname]:
                 path, transpose = key_map[key]
-                arr = f.get_tensor(key)
-                if transpose:
-                    arr = arr.T
-                if dtype is not None:
-                    arr = arr.astype(dtype)
                 if shardings is None:
                     sharding = None
                 elif callable(shardings):
                     sharding = shardings(path)
                 else:
                     sharding = _tree_get(shardings, path)
-                _tree_set(params, path, jax.device_put(np.ascontiguousarray(arr), sharding))
+                _tree_set(params, path, _place(f.get_slice(key), transpose, dtype, sharding))
     return cfg, params
+
+
+def _place(tensor, transpose: bool, dtype: Optional[Any], sharding) -> jax.Array:
+    """One safetensors tensor as a jax.Array: (transposed,) cast, and with a sharding built from the slices
+    its addressable devices hold, so that each process reads only those bytes of the file."""
+    shape = tuple(tensor.get_shape())
+    shape = shape[::-1] if transpose else shape
+
+    slices: dict = {}  # devices that hold the same slice (partial replication) share one read
+
+    def read(index: tuple) -> np.ndarray:
+        key = tuple((i.start, i.stop, i.step) for i in index)
+        if key not in slices:
+            arr = tensor[tuple(index)[::-1]].T if transpose else tensor[tuple(index)]
+            slices[key] = np.ascontiguousarray(arr if dtype is None else arr.astype(dtype))
+        return slices[key]
+
+    whole = (slice(None),) * len(shape)
+    if sharding is None:
+        return jax.device_put(read(whole))
+    return jax.make_array_from_callback(shape, sharding, read)
 
 
 def shortcut_config_from_state_dict(tensors: dict, base: LLaDAConfig) -> DiMOOShortcutConfig:
