@@ -289,9 +289,11 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
         """[(ids, valid, image columns)] per side (cond[, uncond]) with the current tokens written in."""
         return [(ids.at[rows, pos].set(tokens), valid, pos) for ids, valid, pos in sides]
 
+    key_lengths = [jnp.sum(valid, axis=-1, dtype=jnp.int32) for _, valid, _ in sides]  # right padding, once
+
     def full(state, step):
-        return tuple(llada.apply(lp, ids, None, None, jnp.sum(valid, axis=-1, dtype=jnp.int32), method=LLaDA.features)
-                     for ids, valid, _ in sequences(state["tokens"]))
+        return tuple(llada.apply(lp, ids, None, None, lengths, method=LLaDA.features)
+                     for (ids, _, _), lengths in zip(sequences(state["tokens"]), key_lengths))
 
     def shortcut(state, step):
         maps = new_token_maps(batch, state["new"], sampling.no_prompt)

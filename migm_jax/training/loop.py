@@ -138,7 +138,12 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
 def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, Any]:
     """Writes the EMA shortcut of the latest checkpoint as a weights dir and a `.pth` (single process)."""
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir) or Checkpoints(ckpt_dir, cfg.keep_ckpts, async_save=False).latest_step() is None:
+    latest = None
+    if os.path.isdir(ckpt_dir):
+        probe = Checkpoints(ckpt_dir, cfg.keep_ckpts, async_save=False)
+        latest = probe.latest_step()
+        probe.close()
+    if latest is None:
         raise ConfigError(f"no checkpoint in {ckpt_dir} to export; train first")
     run = setup(cfg, workdir)  # builds the models (the teacher too) only once a checkpoint is known to exist
     ema = jax.device_get(run.state.ema)
