@@ -21,7 +21,13 @@ from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler
 
-CASES = [("vanilla", 32, None), ("shortcut", 32, 12), ("reuse", 32, 12), ("vanilla", 15, None), ("shortcut", 15, 5)]
+CASES = ["vanilla:32", "shortcut:32:12", "reuse:32:12", "vanilla:15", "shortcut:15:5"]
+
+
+def parse_case(case: str) -> tuple[str, int, int | None]:
+    """'mode:steps[:budget]' -> (mode, steps, budget)."""
+    mode, steps, *budget = case.split(":")
+    return mode, int(steps), int(budget[0]) if budget else None
 
 
 def random_params(models: MaskGITModels, image_size: int) -> dict:
@@ -39,6 +45,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny model, batch 2, CPU-friendly")
     p.add_argument("--batches", type=int, nargs="+", default=[10, 50])
+    p.add_argument("--cases", nargs="+", default=CASES, help="mode:steps[:budget] (default: the issue's five)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32 path)")
     p.add_argument("--approximate-gelu", action="store_true", help="tanh GELU (fuses into the matmul on GPU)")
@@ -64,7 +71,7 @@ def main() -> None:
                                    params["vqgan"], codes, repeats=args.repeats)
         print(f"batch {b}: VQGAN decode {dec_s:.4f} s (compile {dec_compile:.1f} s)", flush=True)
         base = None
-        for mode, n, budget in CASES:
+        for mode, n, budget in map(parse_case, args.cases):
             fn = build_sampler(models, MaskGITSampling(steps=n, mode=mode, budget=budget), decode=False)
             compile_s, loop_s = timed(fn, params, labels, key, repeats=args.repeats)
             base = loop_s if (mode, n) == ("vanilla", 32) else base

@@ -9,7 +9,7 @@ from conftest import fixture_path, load_npz
 from migm_jax.convert.maskgit import maskgit_shortcut, shortcut_params, transformer_params
 from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.convert.torch_file import load_torch_file
-from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
+from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig, without_kv_biases
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 
 ATOL = 1e-4
@@ -32,6 +32,24 @@ def test_transformer_matches_original(maskgit_small):
     assert logits.shape == (4, 64, 1024) and feat.shape == (4, 65, 64)
     np.testing.assert_allclose(feat, io["out_last_feat"], atol=ATOL)
     np.testing.assert_allclose(logits, io["out_logits"], atol=ATOL)
+
+
+def test_folded_kv_biases_compute_the_same_features(maskgit_small):
+    """The sampler's form (`without_kv_biases`, kv_bias=False) equals the checkpoint's form, with non-zero
+    attention biases (the fixture's are zero, as PyTorch initialises them)."""
+    cfg, params = maskgit_small
+    rng = np.random.default_rng(0)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+        if "attn" in str(path) and getattr(path[-1], "key", None) == "bias" else x, params)
+    io = load_npz("maskgit_transformer", "io.npz")
+    args = (jnp.asarray(io["in_img_token"], jnp.int32), jnp.asarray(io["in_y"], jnp.int32), jnp.asarray(io["in_drop_label"]))
+    feat = MaskTransformer(cfg).apply({"params": params}, *args, method=MaskTransformer.features)
+    folded = without_kv_biases(params)
+    assert set(folded["blocks_0"]["attn"]["k"]) == {"kernel"} and set(folded["blocks_0"]["attn"]["v"]) == {"kernel"}
+    feat_folded = MaskTransformer(cfg, kv_bias=False).apply({"params": folded}, *args, method=MaskTransformer.features)
+    assert float(jnp.abs(feat - io["out_last_feat"]).max()) > 0.1  # the biases matter
+    np.testing.assert_allclose(feat_folded, feat, atol=ATOL)
 
 
 def test_transformer_bf16_close_to_fp32(maskgit_small):

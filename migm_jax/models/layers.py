@@ -18,12 +18,16 @@ Dtype = jnp.dtype
 
 
 def gelu(x: jax.Array, approximate: bool = False) -> jax.Array:
-    """GELU; exact (erf, PyTorch's `nn.GELU()` default) unless `approximate` (tanh form).
+    """GELU computed in float32, returned in x's dtype; exact unless `approximate` (tanh form).
 
-    The tanh form differs from erf by < 5e-4, below bfloat16 resolution at the activations' scale, and
-    fuses into the matmul epilogue on GPU; it is an opt-in speed setting for bf16 compute only.
+    Exact is PyTorch's `nn.GELU()` formula, x/2 * (1 + erf(x / sqrt 2)) (cheaper on GPU than the erfc
+    form of `jax.nn.gelu`). The tanh form differs from it by < 5e-4, below bfloat16 resolution at the
+    activations' scale; it is an opt-in speed setting for bf16 compute only.
     """
-    return jax.nn.gelu(x, approximate=approximate)
+    xf = x.astype(jnp.float32)
+    if approximate:
+        return jax.nn.gelu(xf, approximate=True).astype(x.dtype)
+    return (0.5 * xf * (1.0 + jax.lax.erf(xf * (1.0 / math.sqrt(2.0))))).astype(x.dtype)
 
 
 def layer_norm(eps: float, name: Optional[str] = None) -> nn.LayerNorm:
@@ -85,8 +89,23 @@ def compact_keys(emb: jax.Array, key_map: jax.Array, slots: int) -> tuple[jax.Ar
     return emb, jnp.take_along_axis(key_map, positions, axis=1), positions
 
 
+def fold_kv_biases(attn: dict) -> dict:
+    """Attention params without key and value biases that compute the same function (float32 arithmetic).
+
+    A key bias adds q . b_k to every logit of a query, which the softmax cancels; a value bias passes
+    through the softmax average (weights sum to 1) and becomes b_v W_out, added to the output bias.
+    attn: {'q','k','v','out'} params of `MultiHeadAttention`; the result is for `kv_bias=False`. Valid
+    whenever every query attends to at least one key (always true for unmasked self-attention).
+    """
+    out = attn["out"]
+    out_bias = out["bias"] + jnp.dot(attn["v"]["bias"], out["kernel"], precision=jax.lax.Precision.HIGHEST)
+    return dict(attn, k={"kernel": attn["k"]["kernel"]}, v={"kernel": attn["v"]["kernel"]},
+                out=dict(out, bias=out_bias))
+
+
 class MultiHeadAttention(nn.Module):
-    """`nn.MultiheadAttention` with separate q/k/v/out projections (bias everywhere).
+    """`nn.MultiheadAttention` with separate q/k/v/out projections (bias everywhere unless `kv_bias=False`,
+    which takes params from `fold_kv_biases` and saves two elementwise passes per call).
 
     __call__(x (b,Lq,C), kv (b,Lk,C) | None, key_mask (b,Lk) | None) -> (b,Lq,C); kv=None is self-attention.
     """
@@ -94,6 +113,7 @@ class MultiHeadAttention(nn.Module):
     heads: int
     dtype: Dtype = jnp.float32
     attention_impl: Optional[str] = None
+    kv_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, kv: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None) -> jax.Array:
@@ -101,8 +121,8 @@ class MultiHeadAttention(nn.Module):
         kv = x if kv is None else kv
         split = lambda t: t.reshape(t.shape[:-1] + (self.heads, width // self.heads))
         q = split(dense(width, self.dtype, "q")(x))
-        k = split(dense(width, self.dtype, "k")(kv))
-        v = split(dense(width, self.dtype, "v")(kv))
+        k = split(dense(width, self.dtype, "k", use_bias=self.kv_bias)(kv))
+        v = split(dense(width, self.dtype, "v", use_bias=self.kv_bias)(kv))
         out = dot_product_attention(q, k, v, key_mask, self.attention_impl)
         return dense(width, self.dtype, "out")(out.reshape(x.shape[:-1] + (width,)))
 

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from migm_jax.models.layers import FeedForward, MultiHeadAttention, dense, gelu, layer_norm
+from migm_jax.models.layers import FeedForward, MultiHeadAttention, dense, fold_kv_biases, gelu, layer_norm
 
 OUTER_LN_EPS = 1e-12  # first_layer / last_layer LayerNorms
 BLOCK_LN_EPS = 1e-5  # pre-norm LayerNorms inside the encoder blocks
@@ -62,11 +62,12 @@ class EncoderBlock(nn.Module):
     dtype: jnp.dtype
     attention_impl: Optional[str]
     approximate_gelu: bool
+    kv_bias: bool
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = layer_norm(BLOCK_LN_EPS, "attn_norm")(x).astype(self.dtype)
-        x = x + MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, name="attn")(h)
+        x = x + MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, self.kv_bias, name="attn")(h)
         h = layer_norm(BLOCK_LN_EPS, "ff_norm")(x).astype(self.dtype)
         return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, name="ff")(h)
 
@@ -77,13 +78,15 @@ class MaskTransformer(nn.Module):
 
     `feat` is the last-layer feature (output of last_layer, input of the tied head) that the
     shortcut model evolves; `head(feat)` turns any such feature into logits.
-    `attention_impl`: None (exact XLA path) | 'cudnn' | 'xla'; `approximate_gelu`: tanh GELU (speed, bf16).
+    `attention_impl`: None (exact XLA path) | 'cudnn' | 'xla'; `approximate_gelu`: tanh GELU (speed, bf16);
+    `kv_bias=False`: attention without key/value biases, for params from `without_kv_biases` (same function).
     """
 
     cfg: MaskTransformerConfig
     dtype: jnp.dtype = jnp.float32
     attention_impl: Optional[str] = None
     approximate_gelu: bool = False
+    kv_bias: bool = True
 
     def setup(self):
         c = self.cfg
@@ -94,7 +97,8 @@ class MaskTransformer(nn.Module):
         self.first_dense_a = dense(c.hidden, self.dtype)
         self.first_ln_b = layer_norm(OUTER_LN_EPS)
         self.first_dense_b = dense(c.hidden, self.dtype)
-        self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl, self.approximate_gelu) for _ in range(c.depth)]
+        self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl, self.approximate_gelu, self.kv_bias)
+                       for _ in range(c.depth)]
         self.last_ln_a = layer_norm(OUTER_LN_EPS)
         self.last_dense = dense(c.hidden, self.dtype)
         self.last_ln_b = layer_norm(OUTER_LN_EPS)
@@ -130,3 +134,9 @@ class MaskTransformer(nn.Module):
     def __call__(self, codes: jax.Array, labels: jax.Array, drop_label: jax.Array):
         feat = self.features(codes, labels, drop_label)
         return self.head(feat), feat
+
+
+def without_kv_biases(params: dict) -> dict:
+    """MaskTransformer params for `kv_bias=False`: every block's attention through `fold_kv_biases`."""
+    return {name: dict(p, attn=fold_kv_biases(p["attn"])) if name.startswith("blocks_") else p
+            for name, p in params.items()}

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from migm_jax.models.layers import cast_kernels
-from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
+from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig, without_kv_biases
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
@@ -114,8 +114,8 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     float32 = the feature each step decides from (both CFG halves) if capture}.
     """
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
-    transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu)
-    tp = {"params": cast_kernels(params["transformer"], dtype)}
+    transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu, kv_bias=False)
+    tp = {"params": cast_kernels(without_kv_biases(params["transformer"]), dtype)}
     b, n, steps = labels.shape[0], tcfg.grid * tcfg.grid, sampling.steps
     sche = jnp.asarray(maskgit_schedule(steps, sampling.sched_mode, tcfg.grid), jnp.int32)
     labels2 = jnp.concatenate([labels, labels]).astype(jnp.int32)
