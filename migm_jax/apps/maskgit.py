@@ -81,7 +81,7 @@ def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g.add_argument("--schedule", default="arccos", help="root | linear | square | cosine | arccos")
     g.add_argument("--randomize", default="linear", help="linear | warm_up | random | none")
     g.add_argument("--fast-gelu", action="store_true",
-                   help="tanh GELU instead of erf (fuses into the matmul on GPU; meant for bf16)")
+                   help="tanh GELU instead of erf (meant for bf16)")
     return g
 
 
