@@ -48,7 +48,7 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=CASES, help="mode:steps[:budget] (default: the issue's five)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32 path)")
-    p.add_argument("--approximate-gelu", action="store_true", help="tanh GELU (fuses into the matmul on GPU)")
+    p.add_argument("--approximate-gelu", action="store_true", help="tanh GELU instead of erf")
     p.add_argument("--out", help="write the results as JSON")
     args = p.parse_args()
     attention = None if args.attention == "none" else args.attention
