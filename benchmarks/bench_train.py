@@ -26,7 +26,7 @@ from migm_jax.sampling.schedules import dimoo_keep_n, maskgit_schedule
 from migm_jax.sharding import batch_sharding, make_mesh
 from migm_jax.training.config import TrainConfig
 from migm_jax.training.loop import build_family
-from migm_jax.training.step import make_init, make_train_step, step_config
+from migm_jax.training.step import fsdp_sharding, make_init, make_train_step, step_config
 
 SMALL_LAYOUT = {"mask": 492, "newline": 240, "boa": 500, "eoa": 501, "boi": 502, "eoi": 503, "uncond": 504,
                 "text_vocab_size": 512, "codebook_size": 256}
@@ -84,13 +84,20 @@ def synthetic_batch(family, b: int, rng: np.random.Generator) -> dict:
     return dict(raw, ids=ids, order=order, valid=valid, always_new=always_new)
 
 
-def bench(cfg: TrainConfig, batch: int, steps: int) -> dict:
+def train_step_call(cfg: TrainConfig, batch: int, fsdp: int = 1):
+    """(family, jitted train step, (state, raw batch, teacher params)) for `batch` synthetic samples on a mesh of
+    all devices with `fsdp` of them on the fsdp axis (params, EMA and Adam moments split over it)."""
     family, teacher, _, _, _ = build_family(cfg)
-    mesh = make_mesh()
+    mesh = make_mesh(fsdp=fsdp)
     scfg = step_config(cfg)
     state = make_init(family, scfg, mesh)(None, jax.random.PRNGKey(0))
+    teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))  # as train.py lays it out
     raw = jax.device_put(synthetic_batch(family, batch, np.random.default_rng(0)), batch_sharding(mesh))
-    fn = make_train_step(family, scfg, mesh, 1)
+    return family, make_train_step(family, scfg, mesh, 1), (state, raw, teacher)
+
+
+def bench(cfg: TrainConfig, batch: int, steps: int, fsdp: int = 1) -> dict:
+    family, fn, (state, raw, teacher) = train_step_call(cfg, batch, fsdp)
     t0 = time.perf_counter()
     compiled = fn.lower(state, raw, teacher, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - t0
@@ -113,6 +120,8 @@ def main() -> None:
     p.add_argument("--family", nargs="+", default=["maskgit", "dimoo"], choices=["maskgit", "dimoo"])
     p.add_argument("--batches", type=int, nargs="+", help="global batch sizes (default: maskgit 4 16 64, dimoo 1 2 4)")
     p.add_argument("--steps", type=int, default=10, help="timed steps after one warm-up step")
+    p.add_argument("--fsdp", type=int, nargs="+", default=[1],
+                   help="devices on the fsdp axis (ZeRO-3: params and optimizer state split); one run per value")
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32-softmax path)")
     p.add_argument("--no-kl-logging", action="store_true", help="skip the KL metrics (kl_weight is 0 in the recipe)")
     p.add_argument("--out", help="write the results as JSON")
@@ -123,14 +132,16 @@ def main() -> None:
     device = f"{jax.devices()[0].device_kind} x{jax.device_count()}"
     date = datetime.date.today().isoformat()
     rows = []
-    print("| family | batch | L | compile s | step ms | samples/s | device | date |\n|---|---|---|---|---|---|---|---|")
+    print("| family | batch | fsdp | L | compile s | step ms | samples/s | device | date |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for family in args.family:
-        for batch in args.batches or default_batches[family]:
-            r = bench(cfgs[family], batch, 2 if args.quick else args.steps)
-            r.update(device=device, date=date, attention=attention, kl_logging=not args.no_kl_logging)
-            rows.append(r)
-            print(f"| {family} | {batch} | {r['seq_len']} | {r['compile_s']:.1f} | {1000 * r['step_s']:.1f} | "
-                  f"{r['samples_per_s']:.1f} | {device} | {date} |", flush=True)
+        for fsdp in args.fsdp:
+            for batch in args.batches or default_batches[family]:
+                r = bench(cfgs[family], batch, 2 if args.quick else args.steps, fsdp)
+                r.update(device=device, date=date, fsdp=fsdp, attention=attention, kl_logging=not args.no_kl_logging)
+                rows.append(r)
+                print(f"| {family} | {batch} | {fsdp} | {r['seq_len']} | {r['compile_s']:.1f} | {1000 * r['step_s']:.1f} | "
+                      f"{r['samples_per_s']:.1f} | {device} | {date} |", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=2)

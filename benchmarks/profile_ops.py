@@ -8,6 +8,7 @@ full and six shortcut steps.
 
   python benchmarks/profile_ops.py dimoo --size 1024 --steps 4
   python benchmarks/profile_ops.py maskgit --batch 50 --steps 8 --approximate-gelu
+  python benchmarks/profile_ops.py train-dimoo --batch 8 [--fsdp 2]   # one train step of bench_train.py
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def device_op_times(fn, *args, repeats: int = 2) -> tuple[float, dict[str, colle
             if not plane.name.startswith("/device:"):
                 continue
             for line in plane.lines:
+                name = f"{plane.name} {line.name}"
                 for event in line.events:
-                    totals[line.name][event.name] += event.duration_ns
-                    counts[line.name][event.name] += 1
+                    totals[name][event.name] += event.duration_ns
+                    counts[name][event.name] += 1
     return seconds, totals, counts
 
 
@@ -90,18 +92,27 @@ def maskgit_call(args):
     return fn, (random_params(models, 512), labels, jax.random.PRNGKey(1))
 
 
+def train_call(args):
+    from bench_train import configs, train_step_call
+
+    cfg = configs(False, "xla", True)[args.family.removeprefix("train-")]
+    step, call_args = train_step_call(cfg, args.batch, args.fsdp)[1:]
+    return (lambda state, raw, tp: step(state, raw, tp, jnp.int32(0))), call_args  # no donation inside this jit
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("family", choices=["dimoo", "maskgit"])
+    p.add_argument("family", choices=["dimoo", "maskgit", "train-dimoo", "train-maskgit"])
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--budget", type=int, help="shortcut mode with this many full steps (default: vanilla)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--size", type=int, default=1024, help="DiMOO image side")
     p.add_argument("--prompt-len", type=int, default=64, help="DiMOO cond prompt tokens")
     p.add_argument("--approximate-gelu", action="store_true", help="MaskGIT: tanh GELU")
+    p.add_argument("--fsdp", type=int, default=1, help="train-*: devices on the fsdp axis")
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
-    fn, call_args = (dimoo_call if args.family == "dimoo" else maskgit_call)(args)
+    fn, call_args = {"dimoo": dimoo_call, "maskgit": maskgit_call}.get(args.family, train_call)(args)
     print("random weights ready", flush=True)
     print_table(*device_op_times(fn, *call_args), args.top)
 
