@@ -5,8 +5,10 @@ Cases per resolution (512^2, 1024^2): vanilla N=64, shortcut B=14/11/9, ML-Cache
 the 36 partial steps recompute ~10% of the positions as queries against all cached keys, falling back to
 every position on device when ties select more than the static query budget). Loop time = the sampling loop without the VQ decode (the original's latency boundary); the
 decode is timed separately. Compile time is reported separately and excluded; times are means over
-`--repeats` calls after one warm-up call. Peak memory is the device's `peak_bytes_in_use` so far
-(monotone over the run: read each row's value as "at most this much up to here").
+`--repeats` calls after one warm-up call. Memory: `program_gib` is what the compiled sampler needs
+(params + inputs + outputs + scratch, from XLA's memory analysis); `peak_gib` is the device allocator's
+process-wide high-water mark so far, which also counts what random initialisation and compile-time
+autotuning took on the side (it grows with the card's free memory).
 
   python benchmarks/bench_dimoo.py --out dimoo_h100.json
   python benchmarks/bench_dimoo.py --quick
@@ -61,6 +63,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cases", nargs="+", help="subset of the cases, e.g. vanilla shortcut:14 cache (default: all)")
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32-softmax XLA path)")
+    p.add_argument("--triton-gemm", action="store_true",
+                   help="compile with XLA's default GEMM choice (Triton fusions allowed) instead of the sampler's cuBLAS-only options")
     p.add_argument("--out", help="write the results as JSON")
     args = p.parse_args()
     attention = None if args.attention == "none" else args.attention
@@ -83,25 +87,27 @@ def main() -> None:
         batch = PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout)
         key = jax.random.PRNGKey(1)
         codes = jnp.zeros((args.batch,) + grid, jnp.int32)
-        dec_compile, dec_s = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
+        dec_compile, dec_s, _ = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
                                    params["vq"], codes, repeats=args.repeats)
         print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
         base = None
         cases = CASES if not args.cases else [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else None) for c in args.cases]
         for mode, budget in cases:
             sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
-            compile_s, loop_s = timed(build_sampler(models, sampling, decode=False), params, batch, key,
-                                      repeats=args.repeats)
+            sampler = build_sampler(models, sampling, decode=False)
+            sampler = jax.jit(sampler.__wrapped__) if args.triton_gemm else sampler
+            compile_s, loop_s, program = timed(sampler, params, batch, key, repeats=args.repeats)
             base = loop_s if mode == "vanilla" else base
             row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
                        full_steps=int((sampling.kinds() == 0).sum()), s_per_image=loop_s / args.batch,
                        s_per_image_with_decode=(loop_s + dec_s) / args.batch, speedup_vs_vanilla=base / loop_s if base else None,
-                       compile_s=compile_s, decode_s=dec_s, peak_gib=peak_gib(),
+                       compile_s=compile_s, decode_s=dec_s, program_gib=program, peak_gib=peak_gib(),
                        cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
             rows.append(row)
             print(json.dumps(row), flush=True)
     result = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(),
                   date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
+                  triton_gemm=args.triton_gemm,
                   rows=rows)
     report(result, args.out)
 

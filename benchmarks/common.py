@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import json
 import time
+from typing import NamedTuple, Optional
 
 import jax
 
 
-def timed(fn, *args, repeats: int) -> tuple[float, float]:
-    """(compile seconds, mean seconds per call after one warm-up call) of jit(fn)(*args)."""
+class Timing(NamedTuple):
+    compile_s: float
+    seconds: float             # mean per call after one warm-up call
+    program_gib: Optional[float]  # device memory the compiled program needs: arguments + outputs + scratch
+
+
+def program_gib(compiled) -> Optional[float]:
+    """Arguments + outputs + temporaries of a compiled XLA program (aliased buffers counted once), in GiB.
+
+    Unlike the allocator's process-wide high-water mark, this excludes what compilation and autotuning
+    tried to allocate on the side, so it is the memory a device must have to run this call."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    used = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    return used / 2**30
+
+
+def timed(fn, *args, repeats: int) -> Timing:
+    """Times jit(fn)(*args); an already jitted fn is compiled as it is (its shardings, compiler options)."""
     t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    compiled = (fn if hasattr(fn, "lower") else jax.jit(fn)).lower(*args).compile()
     compile_s = time.perf_counter() - t0
     jax.block_until_ready(compiled(*args))
     t0 = time.perf_counter()
     for _ in range(repeats):
         jax.block_until_ready(compiled(*args))
-    return compile_s, (time.perf_counter() - t0) / repeats
+    return Timing(compile_s, (time.perf_counter() - t0) / repeats, program_gib(compiled))
 
 
 def report(result: dict, out: str | None) -> None:

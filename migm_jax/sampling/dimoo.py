@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from migm_jax.compile_options import cublas_gemm_options
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.layers import cast_kernels
 from migm_jax.models.llada import LLaDA, LLaDAConfig
@@ -382,8 +383,8 @@ def build_sampler(models: DiMOOModels, sampling: DiMOOSampling, decode: bool = T
         raise ValueError("feature capture needs a feature mode (vanilla, shortcut, reuse), not cache")
     fn = functools.partial(sample_dimoo, models, sampling, capture=capture, decode=decode)
     if mesh is None:
-        return jax.jit(fn)
+        return jax.jit(fn, compiler_options=cublas_gemm_options())
     from migm_jax.sharding import batch_sharding, replicated
 
     fn = functools.partial(fn, noise=JaxNoise())
-    return jax.jit(fn, in_shardings=(None, batch_sharding(mesh), replicated(mesh)))
+    return jax.jit(fn, in_shardings=(None, batch_sharding(mesh), replicated(mesh)), compiler_options=cublas_gemm_options())
