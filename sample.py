@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from migm_jax.apps import dimoo, maskgit
+from migm_jax.sampling.schedules import check_budget
 from migm_jax.weights import read_config
 
 
@@ -52,17 +53,10 @@ def check_family_options(args: argparse.Namespace, family: str) -> None:
                              f"models, but these weights are {family}; drop {'it' if len(given) == 1 else 'them'}")
 
 
-def check_budget(args: argparse.Namespace) -> None:
-    """Budget errors are known from the arguments alone: report them before touching any file."""
-    if args.mode in ("shortcut", "reuse"):
-        if args.budget is None or (args.steps is not None and not 2 <= args.budget <= args.steps):
-            raise ValueError(f"--budget must be in 2..steps ({args.steps or 'N'}) for mode {args.mode}, got {args.budget}")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        check_budget(args)
+        check_budget(args.mode, args.steps, args.budget)  # known from the arguments: before touching any file
         family = maskgit.FAMILY if args.demo else read_config(args.weights)[0]
         runners = {maskgit.FAMILY: maskgit.run_sample, dimoo.FAMILY: dimoo.run_sample}
         if family not in runners:

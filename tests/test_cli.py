@@ -21,7 +21,8 @@ def run_cli(*args):
 
 @pytest.mark.parametrize("args,msg", [
     (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8", "--budget", "9"], r"--budget must be in 2..steps (8)"),
-    (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8"], r"--budget must be in 2..steps (8)"),
+    (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8"], "mode shortcut needs --budget B"),
+    (["--weights", "no/such/dir", "--steps", "8", "--budget", "4"], "--budget applies to modes shortcut and reuse, not vanilla"),
     (["--weights", "no/such/dir"], "no converted weights at no/such/dir"),
 ])
 def test_sample_errors_are_one_line(args, msg):
@@ -41,6 +42,12 @@ def test_convert_missing_file(tmp_path):
     code, out, err = run_cli("convert_weights.py", "maskgit", "--vit", "missing.pth", "--vqgan-dir", fixture_path("taming_vqgan"),
                              "--out", str(tmp_path / "w"))
     assert code != 0 and "checkpoint not found: missing.pth" in err.strip().splitlines()[-1]
+
+
+def test_convert_file_of_another_format(tmp_path):
+    code, out, err = run_cli("convert_weights.py", "maskgit", "--vit", fixture_path("maskgit_transformer", "config.json"),
+                             "--vqgan-dir", fixture_path("taming_vqgan"), "--out", str(tmp_path / "w"))
+    assert code != 0 and "config.json is not a PyTorch checkpoint" in err.strip().splitlines()[-1]
 
 
 def test_saved_weights_sample_and_bad_label(tmp_path):

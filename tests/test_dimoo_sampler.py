@@ -366,7 +366,8 @@ def test_cache_recomputing_everything_is_vanilla(small_models, batched_runs):
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(mode="shortcut", budget=9, steps=8), r"--budget must be in 2..steps \(8\)"),
-    (dict(mode="reuse", steps=8), r"--budget must be in 2..steps"),
+    (dict(mode="reuse", steps=8), "mode reuse needs --budget B"),
+    (dict(mode="cache", budget=4), "--budget applies to modes shortcut and reuse, not cache"),
     (dict(mode="fast"), "unknown mode"),
     (dict(cfg_scale=-1.0), "cfg scale must be >= 0"),
     (dict(temperature=-0.5), "temperature must be >= 0"),

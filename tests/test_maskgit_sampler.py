@@ -122,7 +122,8 @@ def test_one_compilation_per_configuration(pipeline):
 @pytest.mark.parametrize("kw,msg", [
     (dict(mode="shortcut", budget=9, steps=8), r"--budget must be in 2..steps \(8\)"),
     (dict(mode="shortcut", budget=1, steps=8), r"--budget must be in 2..steps"),
-    (dict(mode="reuse", steps=8), r"--budget must be in 2..steps"),
+    (dict(mode="reuse", steps=8), "mode reuse needs --budget B"),
+    (dict(mode="vanilla", budget=4, steps=8), "--budget applies to modes shortcut and reuse, not vanilla; .* --steps 4"),
     (dict(randomize="gumbel"), "randomize must be one of"),
     (dict(mode="fast"), "unknown mode"),
 ])

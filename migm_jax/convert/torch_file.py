@@ -117,30 +117,43 @@ class _Unpickler(pickle.Unpickler):
 def load_torch_file(path: str | os.PathLike) -> Any:
     """Loads a `torch.save` file; tensors come back as numpy arrays (same dtype, same layout).
 
-    Raises FileNotFoundError with the path when the file is missing.
+    Raises FileNotFoundError with the path when the file is missing, and ValueError naming the file when
+    it is not a readable torch checkpoint (another format, damaged, legacy format without torch).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path} (check the path or download it first)")
     if not zipfile.is_zipfile(path):
         return _load_legacy(path)
-    with zipfile.ZipFile(path) as archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-        if not pickles:
-            raise ValueError(f"{path} is a zip file but not a torch checkpoint (no data.pkl inside)")
-        prefix = pickles[0][: -len("/data.pkl")] if "/" in pickles[0] else ""
-        with archive.open(pickles[0]) as f:
-            return _Unpickler(io.BytesIO(f.read()), archive, prefix).load()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if not pickles:
+                raise ValueError(f"{path} is a zip file but not a torch checkpoint (no data.pkl inside)")
+            prefix = pickles[0][: -len("/data.pkl")] if "/" in pickles[0] else ""
+            with archive.open(pickles[0]) as f:
+                return _Unpickler(io.BytesIO(f.read()), archive, prefix).load()
+    except (zipfile.BadZipFile, KeyError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path} is a damaged torch checkpoint ({type(e).__name__}: {e}); download it again") from e
 
 
 def _load_legacy(path: str) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head == b"PK":  # a zip archive whose central directory is missing: cut off while downloading or copying
+        raise ValueError(f"{path} is a damaged torch checkpoint (truncated zip archive); download it again")
+    if head[:1] != b"\x80":  # every pickle of protocol >= 2 starts with PROTO
+        raise ValueError(f"{path} is not a PyTorch checkpoint (neither a torch.save zip nor a legacy pickle)")
     try:
         import torch
     except ImportError as e:
-        raise ImportError(
+        raise ValueError(
             f"{path} uses the legacy (pre-zip) torch format; install the extra 'migm-jax[torch]' to read it"
         ) from e
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path} could not be read as a legacy torch checkpoint ({e})") from e
 
     def to_numpy(x):
         if isinstance(x, torch.Tensor):

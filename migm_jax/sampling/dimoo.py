@@ -39,7 +39,7 @@ from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.noise import JaxNoise
 from migm_jax.sampling.quantile import masked_quantile
-from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
+from migm_jax.sampling.schedules import check_budget, dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
 
 MODES = ("vanilla", "shortcut", "reuse", "cache")
 
@@ -64,8 +64,7 @@ class DiMOOSampling:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.mode in ("shortcut", "reuse") and (self.budget is None or not 2 <= self.budget <= self.steps):
-            raise ValueError(f"--budget must be in 2..steps ({self.steps}) for mode {self.mode}, got {self.budget}")
+        check_budget(self.mode, self.steps, self.budget)
         if self.cfg_scale < 0:
             raise ValueError(f"cfg scale must be >= 0, got {self.cfg_scale}")
         if self.temperature < 0:

@@ -21,7 +21,7 @@ from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.noise import JaxNoise
-from migm_jax.sampling.schedules import maskgit_schedule, step_kinds
+from migm_jax.sampling.schedules import check_budget, maskgit_schedule, step_kinds
 from migm_jax.sampling.selection import select_top_k
 
 RANDOMIZE_MODES = ("linear", "warm_up", "random", "none")
@@ -46,8 +46,7 @@ class MaskGITSampling:
             raise ValueError(f"steps must be >= 2, got {self.steps}")
         if self.randomize not in RANDOMIZE_MODES:
             raise ValueError(f"randomize must be one of {', '.join(RANDOMIZE_MODES)}, got {self.randomize!r}")
-        if self.mode in ("shortcut", "reuse") and (self.budget is None or not 2 <= self.budget <= self.steps):
-            raise ValueError(f"--budget must be in 2..steps ({self.steps}) for mode {self.mode}, got {self.budget}")
+        check_budget(self.mode, self.steps, self.budget)
         step_kinds(self.mode, self.steps, self.budget)
         maskgit_schedule(self.steps, self.sched_mode)
 

@@ -57,16 +57,31 @@ def refresh_plan(steps: int, budget: int) -> np.ndarray:
     return plan
 
 
+BUDGET_MODES = ("shortcut", "reuse")  # modes whose full steps are a budget B of the N steps
+
+
+def check_budget(mode: str, steps: int | None, budget: int | None) -> None:
+    """One-line ValueError when `budget` does not fit `mode` and `steps` (None: not known yet)."""
+    if mode in BUDGET_MODES:
+        if budget is None:
+            raise ValueError(f"mode {mode} needs --budget B (base-model steps, 2..steps)")
+        if budget < 2 or (steps is not None and budget > steps):
+            raise ValueError(f"--budget must be in 2..steps ({steps or 'N'}) for mode {mode}, got {budget}")
+    elif budget is not None:
+        raise ValueError(f"--budget applies to modes {' and '.join(BUDGET_MODES)}, not {mode}; "
+                         f"for fewer base-model steps give --steps {budget} instead")
+
+
 def step_kinds(mode: str, steps: int, budget: int | None) -> np.ndarray:
     """Per-step kind (FULL / CHEAP) for a sampling mode.
 
     vanilla: all FULL; shortcut and reuse: the refresh plan of `budget`.
     """
     if mode == "vanilla":
+        check_budget(mode, steps, budget)
         return np.full(steps, FULL, np.int32)
-    if mode in ("shortcut", "reuse"):
-        if budget is None:
-            raise ValueError(f"mode {mode!r} needs a budget (number of full steps)")
+    if mode in BUDGET_MODES:
+        check_budget(mode, steps, budget)
         return np.where(refresh_plan(steps, budget), FULL, CHEAP).astype(np.int32)
     raise ValueError(f"unknown mode {mode!r}; choose vanilla, shortcut or reuse")
 
