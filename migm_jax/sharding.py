@@ -72,7 +72,7 @@ def spec_for(path: str, shape: tuple[int, ...], mesh: Mesh, rules=LLADA_RULES) -
 def param_shardings(shapes_tree, mesh: Mesh, rules=LLADA_RULES):
     """A NamedSharding per leaf of a params tree (leaves: arrays or jax.ShapeDtypeStruct), by `rules`.
 
-    Usable as `shardings=` of `migm_jax.convert.llada.llada` with `llada_abstract_params(cfg)`."""
+    Usable as `shardings=` of `migm_jax.convert.dimoo.llada` with `llada_abstract_params(cfg)`."""
     return jax.tree_util.tree_map_with_path(
         lambda path, leaf: NamedSharding(mesh, spec_for(_path_str(path), tuple(leaf.shape), mesh, rules)), shapes_tree)
 

@@ -15,14 +15,14 @@ def fixture_path(*parts: str) -> str:
 @pytest.fixture(scope="session")
 def maskgit_small():
     """(config, params) of the MaskGIT transformer fixture (4 heads)."""
-    from migm_jax.convert.maskgit import maskgit_transformer
+    from migm_jax.convert import maskgit_transformer
 
     return maskgit_transformer(fixture_path("maskgit_transformer", "MaskGIT_small.pth"), heads=4)
 
 
 @pytest.fixture(scope="session")
 def maskgit_shortcut_small():
-    from migm_jax.convert.maskgit import maskgit_shortcut
+    from migm_jax.convert import maskgit_shortcut
 
     return maskgit_shortcut(fixture_path("maskgit_shortcut", "shortcut.pth"), heads=4)
 

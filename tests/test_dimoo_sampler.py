@@ -100,7 +100,7 @@ def test_random_topk_never_picks_decoded_cells():
 
 def small_pipeline():
     """The fixture LLaDA (d 64, 2 layers, vocab 768) and DiMOO shortcut, float32."""
-    from migm_jax.convert.llada import dimoo_shortcut, llada
+    from migm_jax.convert.dimoo import dimoo_shortcut, llada
 
     cfg, params = llada(fixture_path("llada"))
     scfg, sparams = dimoo_shortcut(fixture_path("dimoo_shortcut", "shortcut.pth"), cfg)
@@ -398,7 +398,7 @@ import jax, jax.numpy as jnp, numpy as np, sys
 sys.path.insert(0, "tests")
 from conftest import fixture_path
 from test_dimoo_sampler import small_pipeline, PROMPTS, MODES, GEN, GRID, SMALL
-from migm_jax.convert.llada import llada, llada_abstract_params
+from migm_jax.convert.dimoo import llada, llada_abstract_params
 from migm_jax.sampling.dimoo import build_sampler
 from migm_jax.sampling.dimoo_prompts import PromptBatch
 from migm_jax.sharding import make_mesh, param_shardings, shard_params

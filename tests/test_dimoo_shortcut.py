@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import fixture_path, load_npz
-from migm_jax.convert.llada import dimoo_shortcut, llada, shortcut_config_from_state_dict, shortcut_params
+from migm_jax.convert.dimoo import dimoo_shortcut, llada, shortcut_config_from_state_dict, shortcut_params
 from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from conftest import fixture_path, load_npz
-from migm_jax.convert.llada import llada, llada_abstract_params
+from migm_jax.convert.dimoo import llada, llada_abstract_params
 from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 

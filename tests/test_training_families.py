@@ -62,7 +62,7 @@ def test_maskgit_rollout_follows_the_schedule():
 
 
 def test_dimoo_train_steps_rollout_and_export(tmp_path):
-    from migm_jax.convert.llada import dimoo_shortcut
+    from migm_jax.convert.dimoo import dimoo_shortcut
     from migm_jax.training.export import export_shortcut
 
     family, teacher, _, configs, base = build_family(DIMOO)

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from conftest import fixture_path, load_npz
-from migm_jax.convert.diffusers_vq import diffusers_vq, vq_params
+from migm_jax.convert.diffusers import diffusers_vq, vq_params
 from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.models.vqmodel import VectorQuantizer, VQModel, VQModelConfig
 from migm_jax.sampling.dimoo_image import codes_to_uint8, image_tokens_with_breaks, preprocess_uint8

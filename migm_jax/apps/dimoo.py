@@ -13,8 +13,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from migm_jax.convert.diffusers_vq import diffusers_vq
-from migm_jax.convert.llada import dimoo_shortcut, llada
+from migm_jax.convert.diffusers import diffusers_vq
+from migm_jax.convert.dimoo import dimoo_shortcut, llada
 from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDAConfig

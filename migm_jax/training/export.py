@@ -2,7 +2,7 @@
 with the original key names, so the shortcut also loads in the original code (strict load_state_dict).
 
 The `.pth` mappings are the exact inverses of `migm_jax.convert.maskgit.shortcut_params` and
-`migm_jax.convert.llada.shortcut_params`.
+`migm_jax.convert.dimoo.shortcut_params`.
 """
 
 from __future__ import annotations
