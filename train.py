@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
         if args.export is not None:
             paths = loop.export(cfg, args.workdir, args.export or os.path.join(args.workdir, "export"))
-            print(f"wrote {paths['weights']}" + (f" and {paths['pth']}" if paths["pth"] else f" ({paths['note']})"))
+            print(f"wrote {paths['weights']} and {paths['pth']}")
         else:
             loop.train(cfg, args.workdir, progress=not args.no_progress)
     except (ValueError, OSError, ImportError) as e:  # ConfigError and CheckpointError are ValueErrors

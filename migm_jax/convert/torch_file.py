@@ -7,6 +7,7 @@ argparse namespaces, ...) becomes an inert `Opaque` record. No code from the fil
 which is the same guarantee as `torch.load(weights_only=True)`.
 
 Legacy (pre-zip) files are handed to `torch.load(weights_only=True)` when torch is installed.
+`save_torch_file` writes the same zip format (tensors as contiguous storages), also without torch.
 """
 
 from __future__ import annotations
@@ -166,3 +167,76 @@ def _load_legacy(path: str) -> Any:
         return x
 
     return to_numpy(obj)
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+_NUMPY_STORAGES = {np.dtype(v): k for k, v in _STORAGE_DTYPES.items() if v is not None}
+
+
+class _Global:
+    """A `module.name` reference written as a pickle GLOBAL without importing the module."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def __call__(self, *args):  # pickle's save_reduce requires a callable; only the reference is written
+        raise TypeError(f"{self.module}.{self.name} is a reference for pickling, not a function")
+
+
+class _Storage:
+    """Persistent id of one tensor's storage record `data/<key>`."""
+
+    def __init__(self, key: str, array: np.ndarray):
+        self.pid = ("storage", _Global("torch", _NUMPY_STORAGES[array.dtype]), key, "cpu", array.size)
+
+
+class _Tensor:
+    """A contiguous array, pickled as torch does: `_rebuild_tensor_v2(storage, offset, size, stride, ...)`."""
+
+    def __init__(self, key: str, array: np.ndarray):
+        self.storage, self.shape = _Storage(key, array), array.shape
+        self.stride = tuple(s // array.itemsize for s in array.strides)
+
+    def __reduce__(self):
+        return (_Global("torch._utils", "_rebuild_tensor_v2"),
+                (self.storage, 0, self.shape, self.stride, False, collections.OrderedDict()))
+
+
+class _Pickler(pickle._Pickler):
+    """Protocol-2 pickler writing `_Global`s as GLOBAL opcodes and `_Storage`s as persistent ids."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_global_reference(self, obj: _Global) -> None:
+        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+        self.memoize(obj)
+
+    dispatch[_Global] = _save_global_reference
+
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, _Storage) else None
+
+
+def save_torch_file(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:
+    """Writes `{name: array}` atomically as a `torch.save` zip holding an OrderedDict of CPU tensors.
+
+    Readable by `torch.load(path, weights_only=True)` and by `load_torch_file`."""
+    path = os.fspath(path)
+    arrays = {}
+    for name, value in tensors.items():
+        array = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        if array.dtype not in _NUMPY_STORAGES:
+            raise ValueError(f"{name}: dtype {array.dtype} has no torch storage type")
+        arrays[name] = array if array.dtype.byteorder != ">" else array.astype(array.dtype.newbyteorder("<"))
+    pickled = io.BytesIO()
+    _Pickler(pickled, protocol=2).dump(collections.OrderedDict(
+        (name, _Tensor(str(i), a)) for i, (name, a) in enumerate(arrays.items())))
+    tmp = path + ".tmp"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", pickled.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        for i, array in enumerate(arrays.values()):
+            archive.writestr(f"archive/data/{i}", array.tobytes())
+        archive.writestr("archive/version", "3\n")
+    os.replace(tmp, path)

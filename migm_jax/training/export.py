@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Optional
 
 import numpy as np
 
+from migm_jax.convert.torch_file import save_torch_file
 from migm_jax.models.shortcut import MaskGITShortcutConfig
 from migm_jax.weights import save_weights
 
@@ -75,28 +75,13 @@ def dimoo_shortcut_state_dict(cfg, params: dict) -> dict[str, np.ndarray]:
     return sd
 
 
-def save_pth(path: str, state_dict: dict[str, np.ndarray]) -> None:
-    """torch.save of the state dict as float32 tensors (needs torch: pip install 'migm-jax[torch]')."""
-    try:
-        import torch
-    except ImportError:
-        raise ImportError("writing a .pth needs torch: pip install 'migm-jax[torch]' "
-                          "(the weights dir for sample.py was written without it)") from None
-    tensors = collections.OrderedDict((k, torch.tensor(np.asarray(v, np.float32))) for k, v in state_dict.items())
-    tmp = path + ".tmp"
-    torch.save(tensors, tmp)
-    os.replace(tmp, path)
-
-
-def export_shortcut(out_dir: str, family, base_configs: dict, base_params: dict, ema: dict) -> dict[str, Optional[str]]:
-    """Writes `<out_dir>/weights` (base modules + the shortcut, loadable by sample.py) and, when torch is
-    installed, `<out_dir>/shortcut.pth`. Returns {'weights': path, 'pth': path or None, 'note': why not}."""
+def export_shortcut(out_dir: str, family, base_configs: dict, base_params: dict, ema: dict) -> dict[str, str]:
+    """Writes `<out_dir>/weights` (base modules + the shortcut, loadable by sample.py) and
+    `<out_dir>/shortcut.pth` (float32, the original's key names). Returns {'weights': path, 'pth': path}."""
     state_dicts = {"maskgit": maskgit_shortcut_state_dict, "dimoo": dimoo_shortcut_state_dict}
     weights = os.path.join(out_dir, "weights")
     save_weights(weights, family.name, {**base_configs, "shortcut": family.shortcut.to_dict()}, {**base_params, "shortcut": ema})
     pth = os.path.join(out_dir, "shortcut.pth")
-    try:
-        save_pth(pth, state_dicts[family.name](family.shortcut, ema))
-    except ImportError as e:
-        return {"weights": weights, "pth": None, "note": str(e)}
-    return {"weights": weights, "pth": pth, "note": ""}
+    state_dict = state_dicts[family.name](family.shortcut, ema)
+    save_torch_file(pth, {k: np.asarray(v, np.float32) for k, v in state_dict.items()})
+    return {"weights": weights, "pth": pth}
