@@ -138,7 +138,8 @@ def test_converter_config(models):
     (lambda t: t.update({"blocks.0.self_attn.q_proj.bias": np.zeros(32, np.float32)}),
      "unexpected keys (1): blocks.0.self_attn.q_proj.bias"),
     (lambda t: t.update({"blocks.0.self_attn.up_proj.weight": np.zeros((96, 32), np.float32)}),
-     "['blocks_0']['self_attn']['up_proj']['kernel']: shape (32, 96) != expected (32, 128)"),
+     "['blocks_0']['self_attn']['up_proj']['kernel']: shape (32, 96) != expected (32, 128) "
+     "(checkpoint key blocks.0.self_attn.up_proj.weight, stored shape (96, 32))"),
 ])
 def test_converter_errors(models, edit, needle):
     base_cfg = models[0]

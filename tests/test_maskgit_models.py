@@ -127,8 +127,20 @@ def test_transformer_converter_reports_shape_mismatch(maskgit_small):
     cfg, _ = maskgit_small
     sd = _transformer_state_dict()
     sd["last_layer.2.weight"] = sd["last_layer.2.weight"][:, :32]
-    with pytest.raises(CheckpointError, match=r"last_dense.*kernel.*shape"):
+    with pytest.raises(CheckpointError, match=r"last_dense.*kernel.*shape"
+                                              r".*\(checkpoint key last_layer\.2\.weight, stored shape \(64, 32\)\)"):
         transformer_params(sd, cfg, "test")
+
+
+def test_shortcut_converter_names_checkpoint_key_of_split_qkv(maskgit_shortcut_small):
+    cfg, _ = maskgit_shortcut_small
+    sd = dict(load_torch_file(fixture_path("maskgit_shortcut", "shortcut.pth")))
+    sd["blocks.0.self_attn.fn.mha.in_proj_weight"] = sd["blocks.0.self_attn.fn.mha.in_proj_weight"][:, :31]
+    with pytest.raises(CheckpointError) as e:
+        shortcut_params(sd, cfg, "test")
+    for part in ("q", "k", "v"):
+        assert (f"['blocks_0']['self_attn']['{part}']['kernel']: shape (31, 32) != expected (32, 32) "
+                "(checkpoint key blocks.0.self_attn.fn.mha.in_proj_weight, stored shape (96, 31))") in str(e.value)
 
 
 def test_shortcut_converter_is_strict(maskgit_shortcut_small):

@@ -72,7 +72,7 @@ def vq_params(tensors: dict[str, np.ndarray], cfg: VQModelConfig, source: str) -
     f = cfg.scale_factor
     images = jax.ShapeDtypeStruct((1, f, f, cfg.in_channels), jnp.float32)
     expected = jax.eval_shape(lambda x: VQModel(cfg).init(jax.random.PRNGKey(0), x), images)["params"]
-    check_shapes(p, expected, source)
+    check_shapes(p, expected, source, sd.origin_of)
     return p
 
 

@@ -211,7 +211,7 @@ def shortcut_params(tensors: dict, cfg: DiMOOShortcutConfig, source: str) -> dic
     feat = jnp.zeros((1, 2, cfg.d_model), jnp.float32)
     expected = jax.eval_shape(lambda: DiMOOShortcut(cfg).init(
         jax.random.PRNGKey(0), feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,), jnp.float32)))["params"]
-    check_shapes(p, expected, source)
+    check_shapes(p, expected, source, sd.origin_of)
     return p
 
 

@@ -70,7 +70,7 @@ def transformer_params(tensors: dict, cfg: MaskTransformerConfig, source: str) -
     sd.finish()
     dummy = (jnp.zeros((1, cfg.grid, cfg.grid), jnp.int32), jnp.zeros((1,), jnp.int32), jnp.zeros((1,), bool))
     expected = jax.eval_shape(lambda: MaskTransformer(cfg).init(jax.random.PRNGKey(0), *dummy))["params"]
-    check_shapes(p, expected, source)
+    check_shapes(p, expected, source, sd.origin_of)
     return p
 
 
@@ -128,7 +128,7 @@ def shortcut_params(tensors: dict, cfg: MaskGITShortcutConfig, source: str) -> d
     feat = jnp.zeros((1, t, cfg.hidden), jnp.float32)
     expected = jax.eval_shape(lambda: MaskGITShortcut(cfg).init(
         jax.random.PRNGKey(0), feat, feat, jnp.ones((1, t), bool), jnp.ones((1,), jnp.float32)))["params"]
-    check_shapes(p, expected, source)
+    check_shapes(p, expected, source, sd.origin_of)
     return p
 
 

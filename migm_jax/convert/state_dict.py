@@ -1,14 +1,15 @@
 """Strict, name-by-name conversion of a flat PyTorch state dict into a Flax params tree.
 
-`StateDict` hands out tensors by key and remembers which ones were used; `finish()` fails on any
-key the mapping did not consume. `check_shapes` compares a converted tree with the shapes the Flax
-module expects. Both report every offending name in one error, so a wrong checkpoint is diagnosed
-in one run.
+`StateDict` hands out tensors by key and remembers which ones were used and where each handed-out
+array came from; `finish()` fails on any key the mapping did not consume. `check_shapes` compares a
+converted tree with the shapes the Flax module expects and, given `StateDict.origin_of`, names the
+checkpoint key and stored shape behind each misfit. Both report every offending name in one error,
+so a wrong checkpoint is diagnosed in one run.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import numpy as np
@@ -18,11 +19,15 @@ class CheckpointError(ValueError):
     """A checkpoint does not match the model it is converted for."""
 
 
+Origin = tuple[str, tuple[int, ...]]  # (checkpoint key, stored shape)
+
+
 class StateDict:
     """A flat `{name: array}` mapping with consumption tracking and layout helpers.
 
     Linear weights (out, in) become Dense kernels (in, out); Conv2d weights (O, I, kh, kw) become
-    NHWC conv kernels (kh, kw, I, O).
+    NHWC conv kernels (kh, kw, I, O). Every array handed out is recorded with its checkpoint key and
+    stored shape, for `origin_of`.
     """
 
     def __init__(self, tensors: Mapping[str, np.ndarray], source: str, ignore_prefixes: tuple[str, ...] = ()):
@@ -30,19 +35,29 @@ class StateDict:
         self.source = source
         self.used: set[str] = set()
         self.missing: list[str] = []
+        self._origins: dict[int, tuple[np.ndarray, str, tuple[int, ...]]] = {}
 
-    def has(self, key: str) -> bool:
-        return key in self.tensors
-
-    def get(self, key: str) -> np.ndarray:
+    def get(self, key: str, layout: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
+        """The tensor stored under `key`, mapped through `layout` (e.g. a transpose) if given."""
         if key not in self.tensors:
             self.missing.append(key)
             return np.zeros((0,), np.float32)
         self.used.add(key)
-        return np.asarray(self.tensors[key])
+        stored = np.asarray(self.tensors[key])
+        return self._record(stored if layout is None else layout(stored), key, stored.shape)
+
+    def _record(self, array: np.ndarray, key: str, stored_shape: tuple[int, ...]) -> np.ndarray:
+        # The record holds `array` itself, so its id() cannot be reused by another object meanwhile.
+        self._origins[id(array)] = (array, key, tuple(stored_shape))
+        return array
+
+    def origin_of(self, array: Any) -> Optional[Origin]:
+        """(checkpoint key, stored shape) of an array this StateDict handed out, else None."""
+        record = self._origins.get(id(array))
+        return None if record is None else record[1:]
 
     def linear(self, prefix: str, bias: bool = True) -> dict[str, np.ndarray]:
-        out = {"kernel": self.get(f"{prefix}.weight").T}
+        out = {"kernel": self.get(f"{prefix}.weight", np.transpose)}
         if bias:
             out["bias"] = self.get(f"{prefix}.bias")
         return out
@@ -54,14 +69,16 @@ class StateDict:
         return out
 
     def conv(self, prefix: str) -> dict[str, np.ndarray]:
-        w = self.get(f"{prefix}.weight")
-        return {"kernel": w.transpose(2, 3, 1, 0) if w.ndim == 4 else w, "bias": self.get(f"{prefix}.bias")}
+        kernel = self.get(f"{prefix}.weight", lambda w: w.transpose(2, 3, 1, 0) if w.ndim == 4 else w)
+        return {"kernel": kernel, "bias": self.get(f"{prefix}.bias")}
 
     def fused_qkv(self, prefix: str) -> dict[str, dict[str, np.ndarray]]:
         """Splits `nn.MultiheadAttention` parameters (rows q|k|v) into q/k/v/out Dense params."""
-        w, b = self.get(f"{prefix}.in_proj_weight"), self.get(f"{prefix}.in_proj_bias")
+        w_key, b_key = f"{prefix}.in_proj_weight", f"{prefix}.in_proj_bias"
+        w, b = self.get(w_key), self.get(b_key)
         d = w.shape[0] // 3
-        parts = {name: {"kernel": w[i * d:(i + 1) * d].T, "bias": b[i * d:(i + 1) * d]}
+        parts = {name: {"kernel": self._record(w[i * d:(i + 1) * d].T, w_key, w.shape),
+                        "bias": self._record(b[i * d:(i + 1) * d], b_key, b.shape)}
                  for i, name in enumerate(("q", "k", "v"))}
         parts["out"] = self.linear(f"{prefix}.out_proj")
         return parts
@@ -79,15 +96,25 @@ class StateDict:
             raise CheckpointError("; ".join(lines))
 
 
-def check_shapes(params: Any, expected: Any, source: str) -> None:
-    """Raises CheckpointError if `params` and `expected` (e.g. from jax.eval_shape) differ in tree or shapes."""
+def check_shapes(params: Any, expected: Any, source: str,
+                 origins: Optional[Callable[[Any], Optional[Origin]]] = None) -> None:
+    """Raises CheckpointError if `params` and `expected` (e.g. from jax.eval_shape) differ in tree or shapes.
+
+    Paths are Flax param paths in Flax layout; `origins` (e.g. `StateDict.origin_of`) maps a leaf of
+    `params` to its (checkpoint key, stored shape), which a shape mismatch then names as well.
+    """
     got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
     want = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
     fmt = jax.tree_util.keystr
+
+    def misfit(path) -> str:
+        line = f"{fmt(path)}: shape {tuple(np.shape(got[path]))} != expected {tuple(want[path].shape)}"
+        origin = origins(got[path]) if origins else None
+        return line if origin is None else f"{line} (checkpoint key {origin[0]}, stored shape {origin[1]})"
+
     problems = [f"{fmt(p)}: missing" for p in want if p not in got]
     problems += [f"{fmt(p)}: unexpected" for p in got if p not in want]
-    problems += [f"{fmt(p)}: shape {tuple(np.shape(got[p]))} != expected {tuple(want[p].shape)}"
-                 for p in want if p in got and tuple(np.shape(got[p])) != tuple(want[p].shape)]
+    problems += [misfit(p) for p in want if p in got and tuple(np.shape(got[p])) != tuple(want[p].shape)]
     if problems:
         raise CheckpointError(f"{source}: converted params do not fit the model: " + "; ".join(problems[:20]))
 

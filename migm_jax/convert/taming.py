@@ -102,7 +102,7 @@ def vqgan_params(tensors: dict, cfg: VQGANConfig, source: str) -> dict:
     size = 2 * cfg.downsample_factor
     expected = jax.eval_shape(lambda: VQGAN(cfg).init(jax.random.PRNGKey(0),
                                                       jnp.zeros((1, size, size, cfg.in_channels))))["params"]
-    check_shapes(p, expected, source)
+    check_shapes(p, expected, source, sd.origin_of)
     return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), p)
 
 
