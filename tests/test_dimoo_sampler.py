@@ -14,7 +14,7 @@ from migm_jax.sampling.dimoo import (DiMOOModels, DiMOOSampling, build_sampler, 
                                      gumbel_max_sample, mask_by_random_topk, ml_cache_queries, ml_cache_step,
                                      new_token_maps)
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
-from migm_jax.sampling.noise import RecordedNoise
+from migm_jax.sampling.noise import RecordedNoise, image_keys
 from migm_jax.sampling.quantile import masked_quantile
 from migm_jax.sampling.schedules import (CHEAP, FULL, cache_refresh_plan, dimoo_cosine_schedule, dimoo_keep_n,
                                          dimoo_mask_ratios, dimoo_step_kinds)
@@ -263,6 +263,18 @@ def test_batched_prompts_equal_single_prompts(small_models, batched_runs, mode):
         alone = run(small_models, MODES[mode], batch_of([prompt]), {k: v[:, i:i + 1] for k, v in draws.items()})
         np.testing.assert_array_equal(together["trace"]["mask"][:, i], alone["trace"]["mask"][:, 0])
         np.testing.assert_array_equal(together["codes"][i], alone["codes"][0])
+
+
+def test_image_depends_on_its_own_key_only(small_models):
+    """With jax.random noise, image i of a batch (key fold_in(k, i)) equals a batch-1 run given that key."""
+    models, params = small_models
+    fn = build_sampler(models, DiMOOSampling(steps=8, mode="shortcut", budget=3), decode=False)
+    key = jax.random.PRNGKey(5)
+    together = fn(params, batch_of(PROMPTS), key)
+    for i, prompt in enumerate(PROMPTS):
+        alone = fn(params, batch_of([prompt]), image_keys(key, i, 1))
+        np.testing.assert_array_equal(together["codes"][i], alone["codes"][0])
+    assert not np.array_equal(together["codes"][1], fn(params, batch_of(PROMPTS[1:]), key)["codes"][0])
 
 
 def test_budget_equal_to_steps_is_vanilla(small_models, batched_runs):

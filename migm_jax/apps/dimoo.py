@@ -21,6 +21,7 @@ from migm_jax.models.llada import LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
 from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, check_size, load_tokenizer
+from migm_jax.sampling.noise import image_keys
 from migm_jax.weights import load_weights, read_config, save_weights, stored_target
 
 FAMILY = "dimoo"
@@ -134,13 +135,13 @@ def run_sample(args: argparse.Namespace) -> None:
     batch_at = lambda i: jax.tree_util.tree_map(lambda a: a[rows(i)], everything)
     key = jax.random.PRNGKey(args.seed)
     t0 = time.perf_counter()
-    compiled = fn.lower(params, batch_at(0), key).compile()
+    compiled = fn.lower(params, batch_at(0), image_keys(key, 0, bs)).compile()
     print(f"compile: {time.perf_counter() - t0:.2f} s")
     images, times = [], []
-    for j, i in enumerate(tqdm(starts, desc="sampling", unit="batch")):
+    for i in tqdm(starts, desc="sampling", unit="batch"):
         batch = batch_at(i)
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(params, batch, jax.random.fold_in(key, j)))
+        out = jax.block_until_ready(compiled(params, batch, image_keys(key, i, bs)))  # image i: fold_in(seed, i)
         times.append(time.perf_counter() - t0)
         images.append(np.asarray(out["images"])[: len(prompts) - i])
     print(f"sampling: {np.mean(times):.3f} s per batch of {bs} ({np.mean(times) / bs:.3f} s per image, "

@@ -20,6 +20,7 @@ from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler, check_labels
+from migm_jax.sampling.noise import image_keys
 from migm_jax.sharding import make_mesh
 from migm_jax.weights import load_weights, read_config, save_weights
 
@@ -136,12 +137,12 @@ def run_sample(args: argparse.Namespace) -> None:
     key = jax.random.PRNGKey(args.seed)
     pad = lambda x: np.pad(x, (0, bs - len(x)), mode="edge")
     t0 = time.perf_counter()
-    compiled = fn.lower(params, jnp.asarray(pad(batches[0])), key).compile()
+    compiled = fn.lower(params, jnp.asarray(pad(batches[0])), image_keys(key, 0, bs)).compile()
     print(f"compile: {time.perf_counter() - t0:.2f} s")
     images, times = [], []
     for j, batch in enumerate(tqdm(batches, desc="sampling", unit="batch")):
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(params, jnp.asarray(pad(batch)), jax.random.fold_in(key, j)))
+        out = jax.block_until_ready(compiled(params, jnp.asarray(pad(batch)), image_keys(key, j * bs, bs)))
         times.append(time.perf_counter() - t0)
         images.append(np.asarray(out["images"])[: len(batch)])
     print(f"sampling: {np.mean(times):.3f} s per batch of {bs} ({len(batches)} batches, mode {sampling.mode}, "

@@ -37,7 +37,7 @@ from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout, region_length
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.selection import select_top_k
-from migm_jax.sampling.noise import JaxNoise
+from migm_jax.sampling.noise import JaxNoise, row_keys, step_keys
 from migm_jax.sampling.quantile import masked_quantile
 from migm_jax.sampling.schedules import check_budget, dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
 
@@ -154,7 +154,7 @@ def dimoo_step(sampling: DiMOOSampling, keep_n: jax.Array, tokens: jax.Array, ma
     """
     b, n, k = logits.shape
     t = sampling.temperature
-    k_sample, k_mask = jax.random.split(jax.random.fold_in(key, step))
+    k_sample, k_mask = step_keys(key, step)
     u_sample = None if t == 0 else noise.uniform(k_sample, step, (b, n, k), slot=0)
     sampled = gumbel_max_sample(logits, t, u_sample)
     probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), sampled[..., None], axis=-1)[..., 0]
@@ -260,8 +260,9 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
                  noise=JaxNoise(), capture: bool = False, decode: bool = True) -> dict:
     """Generates one image per row of `batch` (traceable; use `build_sampler` for the compiled version).
 
-    params: {'llada': ..., 'shortcut': ... (shortcut mode), 'vq': ... (decode)}.
-    Returns {'codes': (b, gh, gw) int32 codebook indices, 'trace': {'tokens', 'mask'} (N, b, gh*gw) after
+    params: {'llada': ..., 'shortcut': ... (shortcut mode), 'vq': ... (decode)}. key: one key (image i
+    draws from fold_in(key, i)) or (b, 2) per-image keys; an image depends on its prompt and its own key
+    only, not on the batch size or the other prompts. Returns {'codes': (b, gh, gw) int32 codebook indices, 'trace': {'tokens', 'mask'} (N, b, gh*gw) after
     every step (tokens are absolute ids, MASK while masked), plus with capture 'features': a tuple per
     side (cond[, uncond]) of (N, b, L, d) = the post-ln_f feature each step decides from (not in cache
     mode); 'images': (b, H, W, 3) uint8 if decode}.
@@ -352,7 +353,7 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
         "mask": jnp.ones((b, n), bool),
         "new": jnp.zeros((b, n), bool),
         "carry": carry,
-        "key": key,
+        "key": row_keys(key, b),
     }
     state, trace = hybrid_loop(state, sampling.kinds(), branches, update)
     codes = (state["tokens"] - tv).reshape(b, *batch.grid)

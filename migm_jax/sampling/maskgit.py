@@ -20,7 +20,7 @@ from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig, with
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
-from migm_jax.sampling.noise import JaxNoise
+from migm_jax.sampling.noise import JaxNoise, row_keys, step_keys
 from migm_jax.sampling.schedules import check_budget, maskgit_schedule, step_kinds
 from migm_jax.sampling.selection import select_top_k
 
@@ -81,7 +81,7 @@ def maskgit_step(sampling: MaskGITSampling, sche: jax.Array, code: jax.Array, ma
     w = sampling.cfg_w * ratio
     logits = ((1 + w) * logits2[:b] - w * logits2[b:]) * sampling.sm_temp
     prob = jax.nn.softmax(logits, axis=-1)
-    k_cat, k_conf = jax.random.split(jax.random.fold_in(key, step))
+    k_cat, k_conf = step_keys(key, step)
     pred = noise.categorical(k_cat, step, logits)
     p_pred = jnp.take_along_axis(prob, pred[..., None], axis=-1)[..., 0]
     conf = confidence(p_pred, sampling.randomize, sampling.r_temp, ratio, step,
@@ -108,7 +108,8 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     """Generates len(labels) images (traceable; use `build_sampler` for the compiled version).
 
     params: {'transformer': ..., 'shortcut': ... (shortcut mode), 'vqgan': ... (decode)}.
-    labels: (b,) int32 class ids. Returns {'codes': (b,g,g) int32, 'images': (b,H,W,3) float32 if
+    labels: (b,) int32 class ids. key: one key (image i draws from fold_in(key, i)) or (b, 2) per-image
+    keys; either way an image depends on its own key only, not on the rest of the batch. Returns {'codes': (b,g,g) int32, 'images': (b,H,W,3) float32 if
     decode, 'trace': {'codes', 'mask'} (N, b, g*g) after every step, plus 'features' (N, 2b, T, C)
     float32 = the feature each step decides from (both CFG halves) if capture}.
     """
@@ -153,7 +154,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
         "mask": jnp.ones((b, n), bool),
         "new_map": jnp.zeros((b, n), bool),
         "feat": jnp.zeros((2 * b, tcfg.seq_len, tcfg.hidden), jnp.float32),
-        "key": key,
+        "key": row_keys(key, b),
     }
     cheap = {"vanilla": reuse, "reuse": reuse, "shortcut": shortcut}[sampling.mode]
     state, trace = hybrid_loop(state, step_kinds(sampling.mode, steps, sampling.budget), (full, cheap), update)
