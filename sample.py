@@ -27,7 +27,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
-    p.add_argument("--attention", default=None, choices=["cudnn", "xla"], help="fused attention kernel (GPU: cudnn)")
+    p.add_argument("--attention", default="auto", choices=["auto", "cudnn", "xla", "exact"],
+                   help="attention kernel: cudnn (fused flash attention, GPU), xla, exact (float32 softmax); "
+                        "auto = cudnn on GPU, exact elsewhere")
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
     groups = {maskgit.FAMILY: maskgit.add_sample_args(p), dimoo.FAMILY: dimoo.add_sample_args(p)}
@@ -37,6 +39,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("give --weights DIR (converted weights) or --demo")
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.attention == "auto":
+        import jax
+
+        args.attention = "cudnn" if jax.default_backend() == "gpu" else "exact"
+    args.attention = None if args.attention == "exact" else args.attention  # None: the models' exact path
     return args
 
 

@@ -70,3 +70,13 @@ def test_saved_weights_sample_and_bad_label(tmp_path):
     grid = np.asarray(Image.open(png))
     assert grid.shape == (64 + 4, 2 * 64 + 6, 3) and grid.std() > 0
     assert (tmp_path / "s_000.png").exists() and (tmp_path / "s_001.png").exists()
+
+
+def test_sample_args_collect_every_prompt_and_pick_attention(monkeypatch):
+    monkeypatch.syspath_prepend(ROOT)
+    import sample
+
+    args = sample.parse_args(["--weights", "w", "--prompt", "a cat", "--prompt", "a dog", "a cow", "--prompts-file", "p.txt"])
+    assert args.prompt == ["a cat", "a dog", "a cow"] and args.prompt_file == "p.txt"
+    assert args.attention is None  # auto on CPU: the exact path
+    assert sample.parse_args(["--demo", "--attention", "xla"]).attention == "xla"

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from migm_jax.convert.diffusers import diffusers_vq
-from migm_jax.convert.dimoo import dimoo_shortcut, llada
+from migm_jax.convert.dimoo import dimoo_shortcut, llada, llada_config
 from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDAConfig
@@ -36,16 +36,15 @@ def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: 
     if os.path.isdir(model_dir) and not tok_files:
         raise FileNotFoundError(f"no tokenizer files (tokenizer.json, tokenizer_config.json, ...) in {model_dir}")
     configs, params = {}, {}
-    host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])  # 16 GB of bf16: keep it off the accelerator
-    cfg, params["llada"] = llada(model_dir, shardings=lambda path: host)
-    configs["llada"] = cfg.to_dict()
+    cfg = llada_config(model_dir)  # the small parts first: a bad one is reported before 16 GB are read
+    vcfg, params["vq"] = diffusers_vq(model_dir)
+    DiMOOModels(cfg, layout, vq=vcfg).validate(DiMOOSampling(), decode=True)
     if shortcut_path:
         scfg, params["shortcut"] = dimoo_shortcut(shortcut_path, cfg)
         configs["shortcut"] = scfg.to_dict()
-    vcfg, params["vq"] = diffusers_vq(model_dir)
-    configs["vq"] = vcfg.to_dict()
-    configs["layout"] = layout.to_dict()
-    DiMOOModels(cfg, layout, vq=vcfg).validate(DiMOOSampling(), decode=True)
+    host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])  # 16 GB of bf16: keep it off the accelerator
+    cfg, params["llada"] = llada(model_dir, shardings=lambda path: host)
+    configs.update(llada=cfg.to_dict(), vq=vcfg.to_dict(), layout=layout.to_dict())
     save_weights(out_dir, FAMILY, configs, params)
     tok_out = os.path.join(out_dir, TOKENIZER_DIR)
     os.makedirs(tok_out, exist_ok=True)
@@ -57,8 +56,10 @@ def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: 
 def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Adds this family's sampling options to `parser`; returns their group."""
     g = parser.add_argument_group("Lumina-DiMOO")
-    g.add_argument("--prompt", nargs="+", help="text prompts, one image each (used verbatim)")
-    g.add_argument("--prompt-file", help="text file with one prompt per line (lines are stripped, blanks skipped)")
+    g.add_argument("--prompt", nargs="+", action="extend",
+                   help="text prompts, one image each (used verbatim); repeat --prompt or list several")
+    g.add_argument("--prompt-file", "--prompts-file", dest="prompt_file",
+                   help="text file with one prompt per line (lines are stripped, blanks skipped)")
     g.add_argument("--height", type=int, default=1024, help="image height in pixels (multiple of the VQ factor, 16)")
     g.add_argument("--width", type=int, default=1024, help="image width in pixels (multiple of 16)")
     g.add_argument("--temperature", type=float, default=1.0, help="Gumbel temperature of sampling and re-masking")

@@ -105,6 +105,18 @@ def _validate(files: dict[str, dict[str, tuple]], key_map: dict, expected: dict,
         raise CheckpointError(f"{source}: checkpoint does not match config.json; " + "; ".join(problems))
 
 
+def llada_config(model_dir: str | os.PathLike) -> LLaDAConfig:
+    """The LLaDAConfig of a Lumina-DiMOO / LLaDA HF folder, from its config.json alone (no weights read)."""
+    model_dir = os.fspath(model_dir)
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"LLaDA checkpoint folder not found: {model_dir} (download Alpha-VLLM/Lumina-DiMOO first)")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"config.json missing in {model_dir}; is this a Lumina-DiMOO / LLaDA HF folder?")
+    with open(config_path) as f:
+        return LLaDAConfig.from_hf_config(json.load(f))
+
+
 def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
           shardings: Shardings = None) -> tuple[LLaDAConfig, dict]:
     """Reads a Lumina-DiMOO / LLaDA HF folder -> (LLaDAConfig, params) for `LLaDA(cfg).apply({'params': params}, ...)`.
@@ -117,13 +129,7 @@ def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
     missing/unexpected keys or wrong shapes, ValueError for an architecture this port does not implement.
     """
     model_dir = os.fspath(model_dir)
-    config_path = os.path.join(model_dir, "config.json")
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"LLaDA checkpoint folder not found: {model_dir} (download Alpha-VLLM/Lumina-DiMOO first)")
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(f"config.json missing in {model_dir}; is this a Lumina-DiMOO / LLaDA HF folder?")
-    with open(config_path) as f:
-        cfg = LLaDAConfig.from_hf_config(json.load(f))
+    cfg = llada_config(model_dir)
     fnames = _shard_files(model_dir)
     for fname in fnames:
         if not os.path.isfile(os.path.join(model_dir, fname)):
