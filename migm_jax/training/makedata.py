@@ -1,7 +1,7 @@
 """Records the teacher's vanilla sampling trajectories into a TFDS dataset (the original makedata).
 
-  python -m migm_jax.training.makedata --config configs/maskgit_imagenet.py --out data/ --split train --images 50000 --seed 1
-  python -m migm_jax.training.makedata --config configs/maskgit_imagenet.py --out data/ --split val --images 1000 --seed 1001
+  python -m migm_jax.training.makedata --config configs/maskgit_imagenet.py --out data/maskgit --split train --images 50000 --seed 1
+  python -m migm_jax.training.makedata --config configs/maskgit_imagenet.py --out data/maskgit --split val --images 1000 --seed 1001
 
 Conditions are drawn uniformly (MaskGIT: class ids) from the seed; every image gives two
 trajectories (cond, uncond). On several hosts run the same command on every host: each process
