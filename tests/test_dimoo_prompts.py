@@ -161,3 +161,33 @@ def test_sample_args_fail_before_reading_weights(weights_without_params, argv, m
     args.weights = weights_without_params
     with pytest.raises(FileNotFoundError, match="params missing"):  # valid arguments: only now the params are read
         dimoo.run_sample(args)
+
+
+def test_convert_then_sample_end_to_end(tmp_path, tokenizer):
+    """A Lumina-DiMOO-shaped folder (fixture LLaDA shards, vqvae/, tokenizer) -> convert -> sample.py -> PNGs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from conftest import fixture_path
+    from migm_jax.apps import dimoo
+
+    model = tmp_path / "model"
+    shutil.copytree(fixture_path("llada"), model)
+    shutil.copytree(fixture_path("dimoo_vqvae", "vqvae"), model / "vqvae")
+    tokenizer.save_pretrained(model)
+    layout = TokenLayout.from_dict({**SMALL, "codebook_size": 128, "vocab_size": 640})  # the vqvae fixture's codebook
+    dimoo.convert(str(model), fixture_path("dimoo_shortcut", "shortcut.pth"), str(tmp_path / "w"), layout)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a red cube",
+                          "--prompt", "a photo of a bench", "--height", "32", "--width", "48", "--steps", "4",
+                          "--mode", "shortcut", "--budget", "2", "--dtype", "float32", "--out", str(tmp_path / "s.png"),
+                          "--save-each"], cwd=root, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert res.returncode == 0, res.stderr
+    for i in range(2):
+        img = np.asarray(Image.open(tmp_path / f"s_{i:03d}.png"))
+        assert img.shape == (32, 48, 3) and img.std() > 0

@@ -294,9 +294,15 @@ def test_one_compilation_per_configuration_and_seeds(small_models):
     assert not np.array_equal(codes[0], codes[2])
 
 
-def test_cfg_zero_and_greedy(small_models):
-    out = run(small_models, DiMOOSampling(steps=4, cfg_scale=0.0, temperature=0.0), batch_of(PROMPTS[:1]))
-    assert np.asarray(out["codes"]).shape == (1, 4, 6)
+def test_cfg_zero_ignores_uncond_and_greedy_ignores_noise(small_models):
+    greedy = DiMOOSampling(steps=4, cfg_scale=0.0, temperature=0.0)
+    out = run(small_models, greedy, batch_of(PROMPTS[:1]), seed=0)
+    other_uncond = PromptBatch.from_ids(PROMPTS[:1], [3, 4, 5], GRID, SMALL)
+    np.testing.assert_array_equal(out["codes"], run(small_models, greedy, other_uncond, seed=1)["codes"])
+    guided = dataclasses.replace(greedy, cfg_scale=4.0)
+    assert not np.array_equal(run(small_models, guided, batch_of(PROMPTS[:1]))["codes"],
+                              run(small_models, guided, other_uncond)["codes"])
+    assert not np.array_equal(out["codes"], run(small_models, DiMOOSampling(steps=4, cfg_scale=0.0), batch_of(PROMPTS[:1]))["codes"])
 
 
 # ---------------------------------------------------------------- ML-Cache

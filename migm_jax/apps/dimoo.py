@@ -26,7 +26,9 @@ from migm_jax.weights import load_weights, read_config, save_weights, stored_tar
 
 FAMILY = "dimoo"
 TOKENIZER_DIR = "tokenizer"
-TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt")
+# tokenization*.py: a tokenizer with its own code (run only with --trust-remote-code)
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
+                   "tokenization*.py")
 
 
 def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: TokenLayout = TokenLayout.real()) -> None:
@@ -60,6 +62,8 @@ def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
                    help="text prompts, one image each (used verbatim); repeat --prompt or list several")
     g.add_argument("--prompt-file", "--prompts-file", dest="prompt_file",
                    help="text file with one prompt per line (lines are stripped, blanks skipped)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="let the tokenizer run the Python code shipped in its folder (as the original loads it)")
     g.add_argument("--height", type=int, default=1024, help="image height in pixels (multiple of the VQ factor, 16)")
     g.add_argument("--width", type=int, default=1024, help="image width in pixels (multiple of 16)")
     g.add_argument("--temperature", type=float, default=1.0, help="Gumbel temperature of sampling and re-masking")
@@ -116,7 +120,7 @@ def run_sample(args: argparse.Namespace) -> None:
                          DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
                          VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention)
     check_size(args.height, args.width, models.vq.scale_factor)
-    tokenizer = load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR))
+    tokenizer = load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR), args.trust_remote_code)
     # every prompt error before the weights are read; rows are sliced from this batch (one padded shape)
     everything = build_sequences(tokenizer, prompts, args.height, args.width, models.layout,
                                  models.vq.scale_factor, models.llada.max_sequence_length)
