@@ -61,8 +61,9 @@ def test_decode_code_matches_original(vqgan, io):
 def test_encode_matches_original(vqgan, io):
     cfg, params = vqgan
     images = jnp.asarray(nhwc(io["in_image"]))
-    (codes, quant, loss), state = VQGAN(cfg).apply({"params": params}, images, method=VQGAN.encode,
+    (codes, quant, loss), state = VQGAN(cfg).apply({"params": params}, images, method=VQGAN.encode_quantized,
                                                    capture_intermediates=True)
+    np.testing.assert_array_equal(VQGAN(cfg).apply({"params": params}, images, method=VQGAN.encode), codes)
     inter = state["intermediates"]
     np.testing.assert_allclose(inter["encoder"]["__call__"][0], nhwc(io["dbg_enc_encoder_out"]), atol=ATOL)
     np.testing.assert_allclose(inter["quant_conv"]["__call__"][0], nhwc(io["dbg_enc_quant_conv_out"]), atol=ATOL)

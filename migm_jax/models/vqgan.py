@@ -244,7 +244,7 @@ class VectorQuantizer(nn.Module):
 
 class VQGAN(nn.Module):
     """Taming VQModel. `init(key, images)` creates every param (encoder, quant_conv, quantize, post_quant_conv,
-    decoder); use `apply(..., method=VQGAN.decode_code | VQGAN.encode)`. Outputs are float32."""
+    decoder); use `apply(..., method=VQGAN.decode_code | VQGAN.encode | VQGAN.encode_quantized)`. Outputs are float32."""
 
     cfg: VQGANConfig
     dtype: Dtype = jnp.float32
@@ -257,8 +257,13 @@ class VQGAN(nn.Module):
         self.post_quant_conv = conv(cfg.z_channels, 1, dtype)
         self.decoder = Decoder(cfg, dtype)
 
-    def encode(self, images: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """images (b,H,W,in_channels) in [-1,1] -> (codes (b,h,w) int32, quant (b,h,w,embed_dim), emb_loss scalar)."""
+    def encode(self, images: jax.Array) -> jax.Array:
+        """Tokenizer: images (b,H,W,in_channels) in [-1,1] -> codes (b,h,w) int32."""
+        return self.encode_quantized(images)[0]
+
+    def encode_quantized(self, images: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """The original's `encode`: images -> (codes (b,h,w) int32, quant (b,h,w,embed_dim) with the
+        straight-through gradient, emb_loss scalar) for training a VQGAN."""
         z_q, loss, codes = self.quantize(self.quant_conv(self.encoder(images)))
         return codes, z_q, loss
 
@@ -268,5 +273,5 @@ class VQGAN(nn.Module):
         return self.decoder(self.post_quant_conv(quant)).astype(jnp.float32)
 
     def __call__(self, images: jax.Array) -> jax.Array:
-        """Reconstruction decode_code(encode(images).codes): (b,H,W,in_channels) -> (b,H,W,out_ch)."""
-        return self.decode_code(self.encode(images)[0])
+        """Reconstruction decode_code(encode(images)): (b,H,W,in_channels) -> (b,H,W,out_ch)."""
+        return self.decode_code(self.encode(images))
