@@ -114,3 +114,12 @@ def test_sample_order_is_a_deterministic_sharded_shuffle():
     halves = [SampleOrder(10, 3).indices(2, 4, p, 2) for p in range(2)]
     np.testing.assert_array_equal(np.concatenate(halves), order.indices(2, 4))
     assert not np.array_equal(seq, np.concatenate([SampleOrder(10, 4).indices(m, 4) for m in range(5)]))
+
+
+def test_makedata_cli_writes_where_the_config_will_read(tmp_path):
+    from migm_jax.training import makedata
+
+    smoke = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smoke.py")
+    out = tmp_path / "data"  # the config's data_dir does not exist before the dataset is written
+    code = makedata.main(["--config", smoke, "--set", f"data_dir={out}", "--out", str(out), "--images", "2", "--batch", "2"])
+    assert code == 0 and read_meta(str(out))["splits"]["train"]["images"] == 2

@@ -6,6 +6,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, maskgit_schedule
 from migm_jax.sharding import make_mesh
@@ -103,3 +104,16 @@ def test_dimoo_train_steps_rollout_and_export(tmp_path):
     cfg_back, back = dimoo_shortcut(paths["pth"], family.llada)
     assert cfg_back == family.shortcut
     jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(state.ema))
+
+
+def test_dimoo_prompt_lines_restrict_the_drawn_prompts():
+    import dataclasses
+
+    family = build_family(DIMOO)[0]
+    assert family.seq_len == 5 + 12
+    second = dataclasses.replace(family, prompt_lines=(1, 2))
+    rows = jax.device_get(second.random_conditions(jax.random.PRNGKey(0), 16))
+    assert (rows.prompt_len == 3).all() and (rows.cond_ids[:, :3] == [21, 22, 23]).all()
+    assert rows.cond_ids.shape[1] == jax.device_get(family.random_conditions(jax.random.PRNGKey(0), 2)).cond_ids.shape[1]
+    with pytest.raises(ValueError, match=r"prompt_lines \[1, 3\) is outside the 2 prompts"):
+        dataclasses.replace(family, prompt_lines=(1, 3)).random_conditions(jax.random.PRNGKey(0), 2)

@@ -44,6 +44,7 @@ class DiMOOFamily:
     compute_dtype: str = "bfloat16"
     teacher_dtype: str = "bfloat16"
     attention_impl: Optional[str] = None
+    prompt_lines: Optional[tuple[int, int]] = None  # draw from prompt_ids[start:stop] only (None: all)
 
     name = "dimoo"
     traj_fields = ("ids", "order", "valid", "always_new")
@@ -107,11 +108,17 @@ class DiMOOFamily:
         return cur_ids, selected | sample["always_new"]
 
     def random_conditions(self, key: jax.Array, n: int) -> PromptBatch:
-        """n prompt rows drawn uniformly (with replacement) from `prompt_ids`."""
+        """n prompt rows drawn uniformly (with replacement) from `prompt_ids` (its `prompt_lines` slice).
+
+        The table is padded to the longest prompt of the whole file, so train and val splits drawn
+        from different slices share one sequence length."""
         if not self.prompt_ids:
             raise ConfigError("DiMOO trajectories need prompts: set teacher.prompts (a text file) or teacher.prompt_ids")
+        start, stop = self.prompt_lines or (0, len(self.prompt_ids))
+        if not 0 <= start < stop <= len(self.prompt_ids):
+            raise ConfigError(f"teacher.prompt_lines [{start}, {stop}) is outside the {len(self.prompt_ids)} prompts")
         table = PromptBatch.from_ids(self.prompt_ids, self.uncond_ids, self.grid, self.layout)
-        idx = jax.random.randint(key, (n,), 0, len(self.prompt_ids))
+        idx = jax.random.randint(key, (n,), start, stop)
         return jax.tree.map(lambda x: jnp.asarray(x)[idx], table)
 
     def capture(self, tp, batch: PromptBatch, key: jax.Array) -> dict:
@@ -172,7 +179,8 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
     cfg.teacher: {'llada': LLaDAConfig fields, 'layout': TokenLayout fields} for a random teacher (with
     teacher_weights both come from the weights dir), plus optional 'grid' [rows, cols] (64x64), prompts:
     'prompts' (a text file, one prompt per line, tokenized with the weights dir's tokenizer) or
-    'prompt_ids' + 'uncond_ids' (token id lists), and 'seq_len' (default: the longest sequence).
+    'prompt_ids' + 'uncond_ids' (token id lists), 'prompt_lines' [start, stop] (draw only from these
+    prompts, e.g. a validation slice), and 'seq_len' (default: the longest sequence).
     cfg.shortcut: n_block, bottleneck_ratio, embed_t. cfg.sampling: DiMOOSampling fields.
     """
     try:
@@ -202,5 +210,6 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
     prompts, uncond = prompt_table(cfg, layout)
     longest = max([len(p) for p in prompts] + [len(uncond)]) + region_length(grid)
     family = DiMOOFamily(lcfg, layout, scfg, sampling, grid, cfg.teacher.get("seq_len", longest if prompts else 4224),
-                         prompts, uncond, cfg.compute_dtype, cfg.teacher_dtype, cfg.attention_impl)
+                         prompts, uncond, cfg.compute_dtype, cfg.teacher_dtype, cfg.attention_impl,
+                         tuple(cfg.teacher["prompt_lines"]) if "prompt_lines" in cfg.teacher else None)
     return family, params["llada"], init, configs, params

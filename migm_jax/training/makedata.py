@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--multihost", action="store_true", help="call jax.distributed.initialize() first")
     args = ap.parse_args(argv)
     try:
-        cfg: TrainConfig = load_config(args.config, args.overrides)
+        # data_dir is what training will read: it need not exist yet while the dataset is being written
+        cfg: TrainConfig = load_config(args.config, [*args.overrides, "data_dir=None"])
         if args.multihost:
             jax.distributed.initialize()
         from migm_jax.training.loop import build_family
