@@ -19,7 +19,7 @@ import numpy as np
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed
+from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed, shortcut_widths
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
@@ -180,12 +180,7 @@ def _place(tensor, transpose: bool, dtype: Optional[Any], sharding) -> jax.Array
 
 def shortcut_config_from_state_dict(tensors: dict, base: LLaDAConfig) -> DiMOOShortcutConfig:
     """Infers n_block, bottleneck ratio and embed_t from keys and shapes; the rest comes from `base`."""
-    if "proj_in.weight" in tensors:
-        width, d_model = tensors["proj_in.weight"].shape
-    elif "blocks.0.cross_attn.attn_norm.weight" in tensors:
-        width = d_model = tensors["blocks.0.cross_attn.attn_norm.weight"].shape[0]
-    else:
-        raise CheckpointError("shortcut checkpoint lacks proj_in / blocks.0 keys; is this a DiMOO shortcut .pth?")
+    width, d_model = shortcut_widths(tensors, "blocks.0.cross_attn.attn_norm.weight", "DiMOO")
     if d_model != base.d_model:
         raise CheckpointError(f"shortcut expects features of width {d_model}, the backbone config has d_model {base.d_model}")
     if width % base.n_heads:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed
+from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed, shortcut_widths
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
@@ -87,12 +87,7 @@ def maskgit_transformer(path: str | os.PathLike, heads: int = 16) -> tuple[MaskT
 
 def shortcut_config_from_state_dict(tensors: dict, heads: int) -> MaskGITShortcutConfig:
     """Infers n_block, bottleneck ratio and embed_t from the keys and shapes."""
-    if "proj_in.weight" in tensors:
-        width, hidden = tensors["proj_in.weight"].shape
-    elif "blocks.0.cross_attn.norm.weight" in tensors:
-        width = hidden = tensors["blocks.0.cross_attn.norm.weight"].shape[0]
-    else:
-        raise CheckpointError("shortcut checkpoint lacks proj_in / blocks.0 keys; is this a MaskGIT shortcut .pth?")
+    width, hidden = shortcut_widths(tensors, "blocks.0.cross_attn.norm.weight", "MaskGIT")
     n_block = count_indexed(tensors, "blocks")
     if width % heads:
         raise CheckpointError(f"shortcut width {width} is not divisible by heads={heads}; pass the right --shortcut-heads")

@@ -123,3 +123,14 @@ def count_indexed(tensors: Mapping[str, Any], prefix: str) -> int:
     """Number of distinct indices i among keys `<prefix>.<i>.*` (e.g. layers of a stack)."""
     n = prefix.count(".") + 1
     return len({k.split(".")[n] for k in tensors if k.startswith(prefix + ".")})
+
+
+def shortcut_widths(tensors: Mapping[str, Any], norm_key: str, family: str) -> tuple[int, int]:
+    """(bottleneck width, feature width) of a shortcut state dict: from `proj_in.weight` (out, in), or from
+    the first block's norm `norm_key` when there is no bottleneck. CheckpointError if neither is there."""
+    if "proj_in.weight" in tensors:
+        width, features = tensors["proj_in.weight"].shape
+        return int(width), int(features)
+    if norm_key in tensors:
+        return (int(tensors[norm_key].shape[0]),) * 2
+    raise CheckpointError(f"shortcut checkpoint lacks proj_in / blocks.0 keys; is this a {family} shortcut .pth?")
