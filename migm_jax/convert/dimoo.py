@@ -19,7 +19,8 @@ import numpy as np
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed, shortcut_widths
+from migm_jax.convert.state_dict import (CheckpointError, StateDict, check_shapes, count_indexed, shortcut_projections,
+                                         shortcut_widths)
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
@@ -199,13 +200,8 @@ def _llada_block(sd: StateDict, prefix: str) -> dict:
 def shortcut_params(tensors: dict, cfg: DiMOOShortcutConfig, source: str) -> dict:
     """Maps the MDMShortcut state dict 1:1 to the Flax params tree and checks every key and shape."""
     sd = StateDict(tensors, source)
-    p: dict[str, Any] = {"ln_f": sd.norm("ln_f", bias=False)}
-    if cfg.width != cfg.d_model:
-        p.update(proj_in=sd.linear("proj_in"), proj_out=sd.linear("proj_out"),
-                 new_token_proj_in=sd.linear("new_token_proj_in"))
-    if cfg.embed_t:
-        p["time_embedder"] = {"mlp_0": sd.linear("time_embedder.mlp.0"), "mlp_2": sd.linear("time_embedder.mlp.2")}
-        p["adaLN_modulation"] = sd.linear("adaLN_modulation")
+    p: dict[str, Any] = {"ln_f": sd.norm("ln_f", bias=False),
+                         **shortcut_projections(sd, cfg.width != cfg.d_model, cfg.embed_t)}
     for i in range(cfg.n_block):
         p[f"blocks_{i}"] = {part: _llada_block(sd, f"blocks.{i}.{part}") for part in ("cross_attn", "self_attn")}
     sd.finish()

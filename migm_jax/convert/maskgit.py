@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes, count_indexed, shortcut_widths
+from migm_jax.convert.state_dict import (CheckpointError, StateDict, check_shapes, count_indexed, shortcut_projections,
+                                         shortcut_widths)
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
@@ -102,13 +103,8 @@ def shortcut_params(tensors: dict, cfg: MaskGITShortcutConfig, source: str) -> d
         "last_ln_a": sd.norm("last_layer.0"),
         "last_dense": sd.linear("last_layer.1"),
         "last_ln_b": sd.norm("last_layer.3"),
+        **shortcut_projections(sd, cfg.bottleneck_ratio != 1, cfg.embed_t),
     }
-    if cfg.bottleneck_ratio != 1:
-        p.update(proj_in=sd.linear("proj_in"), proj_out=sd.linear("proj_out"),
-                 new_token_proj_in=sd.linear("new_token_proj_in"))
-    if cfg.embed_t:
-        p["time_embedder"] = {"mlp_0": sd.linear("time_embedder.mlp.0"), "mlp_2": sd.linear("time_embedder.mlp.2")}
-        p["adaLN_modulation"] = sd.linear("adaLN_modulation")
     for i in range(cfg.n_block):
         pre = f"blocks.{i}"
         block = {}

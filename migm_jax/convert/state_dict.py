@@ -134,3 +134,16 @@ def shortcut_widths(tensors: Mapping[str, Any], norm_key: str, family: str) -> t
     if norm_key in tensors:
         return (int(tensors[norm_key].shape[0]),) * 2
     raise CheckpointError(f"shortcut checkpoint lacks proj_in / blocks.0 keys; is this a {family} shortcut .pth?")
+
+
+def shortcut_projections(sd: StateDict, bottleneck: bool, embed_t: bool) -> dict[str, Any]:
+    """The params both shortcut families name alike: the bottleneck projections (proj_in, proj_out,
+    new_token_proj_in) when there is a bottleneck, the timestep embedder and adaLN_modulation with embed_t."""
+    p: dict[str, Any] = {}
+    if bottleneck:
+        p.update(proj_in=sd.linear("proj_in"), proj_out=sd.linear("proj_out"),
+                 new_token_proj_in=sd.linear("new_token_proj_in"))
+    if embed_t:
+        p["time_embedder"] = {"mlp_0": sd.linear("time_embedder.mlp.0"), "mlp_2": sd.linear("time_embedder.mlp.2")}
+        p["adaLN_modulation"] = sd.linear("adaLN_modulation")
+    return p
