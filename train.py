@@ -6,15 +6,21 @@
   python train.py --config configs/maskgit_imagenet.py --workdir runs/maskgit --export   # EMA -> weights dir + .pth
 
 Writes <workdir>/metrics.jsonl (one JSON object per optimizer step) and <workdir>/checkpoints/.
-On several hosts run the same command on every host (or pass --multihost to force
-jax.distributed.initialize()).
+SIGTERM or Ctrl-C stops after the step in progress and checkpoints it (exit status 128 + the signal
+number: 143, 130); the same command resumes there. On several hosts run the same command on every
+host: jax.distributed.initialize() is called under SLURM or Open MPI with several tasks, or with
+JAX_COORDINATOR_ADDRESS set; pass --multihost elsewhere (e.g. a TPU pod slice).
 """
 
 import argparse
 import os
 import sys
 
-MULTIHOST_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
+def launched_on_several_processes(env=os.environ) -> bool:
+    """True when the launcher says several processes run this command (jax.distributed.initialize()
+    then finds the coordinator, process count and id by itself)."""
+    return bool(env.get("JAX_COORDINATOR_ADDRESS")) or any(
+        int(env.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,8 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="override a config field, e.g. --set lr=3e-4 --set teacher.hidden=64 (repeatable)")
     p.add_argument("--export", nargs="?", const="", metavar="DIR",
                    help="instead of training, export the latest EMA shortcut to DIR (default <workdir>/export)")
-    p.add_argument("--multihost", action="store_true", help="call jax.distributed.initialize() (auto on SLURM/TPU pods "
-                   "when the coordinator is set in the environment)")
+    p.add_argument("--multihost", action="store_true",
+                   help="call jax.distributed.initialize() (automatic under SLURM / Open MPI with several tasks "
+                        "or with JAX_COORDINATOR_ADDRESS set)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -39,7 +46,7 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, args.overrides)
         import jax
 
-        if args.multihost or any(os.environ.get(v) for v in MULTIHOST_ENV):
+        if args.multihost or launched_on_several_processes():
             jax.distributed.initialize()
         from migm_jax.training import loop
 
@@ -47,7 +54,14 @@ def main(argv=None) -> int:
             paths = loop.export(cfg, args.workdir, args.export or os.path.join(args.workdir, "export"))
             print(f"wrote {paths['weights']} and {paths['pth']}")
         else:
-            loop.train(cfg, args.workdir, progress=not args.no_progress)
+            stopped = loop.train(cfg, args.workdir, progress=not args.no_progress)
+            if stopped:
+                # 128 + signal number, the status of a process killed by that signal (143 for SIGTERM):
+                # a run stopped early must not read as finished. Exit 0 would mark a Kubernetes Job
+                # Succeeded (no restart) and let `train.py && train.py --export` export a half-trained
+                # model; 143 is what schedulers and restart policies (SLURM, Kubernetes, torchrun)
+                # treat as "terminated, rerun"; the checkpoint makes the rerun continue at this step.
+                return 128 + stopped
     except (ValueError, OSError, ImportError) as e:  # ConfigError and CheckpointError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -32,9 +32,9 @@ def load_npz(*parts: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def run_on_fake_devices(script: str, marker: str, n: int = 8) -> None:
-    """Runs `script` in a fresh Python with `n` fake CPU devices; asserts it printed `marker`."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+def run_on_fake_devices(script: str, marker: str, n: int = 8, xla_flags: str = "") -> None:
+    """Runs `script` in a fresh Python with `n` fake CPU devices (plus `xla_flags`); asserts it printed `marker`."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n} {xla_flags}".strip(), JAX_PLATFORMS="cpu")
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert marker in res.stdout, res.stderr[-3000:]

@@ -1,9 +1,14 @@
-"""Training: overfitting lowers the loss, exact resume, export round trip, one-line CLI errors."""
+"""Training: overfitting lowers the loss, exact resume (after a crash and after SIGTERM), export round
+trip, resume refusing a changed config, one-line CLI errors."""
 
 import dataclasses
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -77,6 +82,40 @@ def test_resume_after_a_crash_repeats_the_uninterrupted_run(tmp_path, monkeypatc
     jax.tree.map(np.testing.assert_array_equal, back, ema)
 
 
+def test_sigterm_stops_after_the_step_in_progress_and_resumes_exactly(tmp_path, capsys):
+    work = tmp_path / "w"
+    metrics = work / "metrics.jsonl"
+    # total_steps: far more than run before the signal (steps take ~10 ms on CPU), so it lands mid-run
+    argv = [sys.executable, os.path.join(ROOT, "train.py"), "--config", SMOKE, "--workdir", str(work),
+            "--set", "total_steps=2000", "--set", "ckpt_every=1000", "--no-progress"]
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen(argv, env=dict(os.environ, JAX_PLATFORMS="cpu"), stdout=out, stderr=err, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 120
+            while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "err").read_text()[-3000:]
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    assert code == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr[-3000:]
+    found = re.findall(r"stopped by SIGTERM after step (\d+); the same command resumes", stdout)
+    assert len(found) == 1, stdout
+    n = int(found[0])
+    assert 3 <= n < 2000 and [s for s, _ in losses(work)] == list(range(1, n + 1))
+    assert max(int(d) for d in os.listdir(work / "checkpoints") if d.isdigit()) == n
+
+    cfg = load_config(SMOKE, [f"total_steps={n + 2}", "ckpt_every=1000"])
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert loop.train(cfg, str(work), progress=False) is None
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # restored
+    assert f"resumed from step {n} in" in capsys.readouterr().out
+    loop.train(cfg, str(tmp_path / "straight"), progress=False)
+    assert losses(work) == losses(tmp_path / "straight")
+
+
 @pytest.fixture
 def cli(capsys):
     sys.path.insert(0, ROOT)
@@ -98,6 +137,7 @@ def cli(capsys):
     (["--config", SMOKE, "--set", "lr"], "--set expects key=value"),
     (["--config", SMOKE, "--set", "data_dir=/no/such/dir"], "data_dir: no such directory: /no/such/dir"),
     (["--config", SMOKE, "--set", "teacher.depthh=2"], "teacher: "),
+    (["--config", SMOKE, "--set", "teacher.hidden=abc"], "teacher.hidden must be a number"),
 ])
 def test_bad_config_is_one_line(cli, tmp_path, argv, msg):
     code, err = cli(*argv, "--workdir", str(tmp_path / "w"))
@@ -111,6 +151,20 @@ def test_bad_workdir_is_one_line(cli, tmp_path):
     code, err = cli("--config", SMOKE, "--workdir", str(tmp_path / "w"), "--export")
     assert code == 2 and "no checkpoint in" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "w").exists()  # refused before anything was built or created
+
+
+def test_resume_refuses_a_changed_config_in_one_line(cli, tmp_path):
+    work = str(tmp_path / "w")
+    loop.train(load_config(SMOKE, ["total_steps=1"]), work, progress=False)
+    fix = "use a new --workdir or the saved settings"
+    for change, diff in [("shortcut.bottleneck_ratio=4", "shortcut.bottleneck_ratio: saved 2, now 4"),
+                         ("batch_size=8", "batch_size: saved 4, now 8")]:
+        code, err = cli("--config", SMOKE, "--workdir", work, "--set", "total_steps=3", "--set", change)
+        assert code == 2 and f"checkpoint (step 1) was trained with a different config: {diff}; {fix}" in err, err
+        assert len(err.splitlines()) == 1, err
+    # several fields: each named once, in one line; total_steps (allowed to change) is not among them
+    code, err = cli("--config", SMOKE, "--workdir", work, "--set", "seed=1", "--set", "lr=0.5", "--set", "total_steps=9")
+    assert code == 2 and "lr: saved 0.001, now 0.5; seed: saved 42, now 1; use" in err and "total_steps" not in err, err
 
 
 def test_accumulation_ema_and_step_decay():
@@ -139,3 +193,14 @@ def test_accumulation_ema_and_step_decay():
     for g in (g1, g2):
         prev_ema, state = state.ema["w"], apply_gradients(state, g, tx, cfg.ema_decay)
     np.testing.assert_allclose(state.ema["w"], 0.5 * prev_ema + 0.5 * state.params["w"], rtol=1e-6)
+
+
+def test_multihost_is_detected_from_the_launcher(monkeypatch):
+    monkeypatch.syspath_prepend(ROOT)
+    from train import launched_on_several_processes
+
+    assert not launched_on_several_processes({})
+    assert not launched_on_several_processes({"SLURM_NTASKS": "1"})
+    assert launched_on_several_processes({"SLURM_NTASKS": "4"})
+    assert launched_on_several_processes({"OMPI_COMM_WORLD_SIZE": "2"})
+    assert launched_on_several_processes({"JAX_COORDINATOR_ADDRESS": "host0:1234"})

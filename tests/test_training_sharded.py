@@ -1,10 +1,6 @@
 """One train step on 8 fake CPU devices (data=4 x fsdp=2) equals the single-device step."""
 
-import os
-import subprocess
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_on_fake_devices
 
 SCRIPT = """
 import jax, jax.numpy as jnp, numpy as np
@@ -51,7 +47,4 @@ print("SHARDED-TRAIN-OK")
 
 def test_sharded_train_step_equals_single_device():
     # optimisation level 0: half the compile time, same program on both meshes
-    flags = "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
-    res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert "SHARDED-TRAIN-OK" in res.stdout, res.stderr[-3000:]
+    run_on_fake_devices(SCRIPT, "SHARDED-TRAIN-OK", xla_flags="--xla_backend_optimization_level=0")

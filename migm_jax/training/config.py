@@ -129,8 +129,23 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _typed(item: str, label: str, current: Any, value: Any) -> Any:
+    """`value` checked against the type of the value it replaces (bools stay bools, numbers numbers)."""
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"--set {item}: {label} must be True or False")
+    elif isinstance(current, (int, float)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"--set {item}: {label} must be a number")
+        if isinstance(current, int) and value != int(value):
+            raise ConfigError(f"--set {item}: {label} must be an integer")
+        value = type(current)(value)
+    return value
+
+
 def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
-    """Returns `cfg` with `field=value` / `dictfield.key=value` overrides applied."""
+    """Returns `cfg` with `field=value` / `dictfield.key=value` overrides applied; a value replacing a
+    bool or a number (a field, or a key already in the dict) must be one too."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -144,14 +159,36 @@ def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
         if sub:
             if not isinstance(current, dict):
                 raise ConfigError(f"config key {name!r} is not a dict; use --set {name}=value")
+            if sub in current:
+                value = _typed(item, f"{name}.{sub}", current[sub], value)
             value = {**current, sub: value}
-        elif isinstance(current, bool) and not isinstance(value, bool):
-            raise ConfigError(f"--set {item}: {name} must be True or False")
-        elif isinstance(current, (int, float)) and not isinstance(current, bool):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"--set {item}: {name} must be a number")
-            if isinstance(current, int) and value != int(value):
-                raise ConfigError(f"--set {item}: {name} must be an integer")
-            value = type(current)(value)
+        else:
+            value = _typed(item, name, current, value)
         cfg = dataclasses.replace(cfg, **{name: value})
     return cfg
+
+
+# Fields a resumed run may change: how long it runs, how it saves, what it validates and logs. The
+# checkpoint's config must match the current one in every other field (config_differences).
+RESUME_MAY_CHANGE = frozenset({"total_steps", "ckpt_every", "keep_ckpts", "async_ckpt", "val_every", "val_batches",
+                               "val_images", "val_split", "log_kl"})
+_UNSET = object()
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
+    """'field: saved X, now Y' for every field (dict fields: every key) in which the config `saved` with
+    a checkpoint (TrainConfig.to_dict()) differs from `cfg`, except RESUME_MAY_CHANGE."""
+    now = json.loads(json.dumps(cfg.to_dict()))  # the saved form: tuples as lists
+    saved = json.loads(json.dumps(saved))
+    show = lambda v: "unset" if v is _UNSET else repr(v)
+    out = []
+    for name in [*now, *sorted(set(saved) - set(now))]:  # field order, then fields this version lacks
+        if name in RESUME_MAY_CHANGE:
+            continue
+        a, b = saved.get(name, _UNSET), now.get(name, _UNSET)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{name}.{k}: saved {show(a.get(k, _UNSET))}, now {show(b.get(k, _UNSET))}"
+                    for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)]
+        elif a != b:
+            out.append(f"{name}: saved {show(a)}, now {show(b)}")
+    return out

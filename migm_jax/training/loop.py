@@ -2,24 +2,29 @@
 
 One loop iteration is one optimizer step of `accum_steps` micro-batches; micro-batch m reads the
 data position m and the RNG key fold_in(key, m), so a resumed run repeats an uninterrupted one exactly.
+A resume refuses a checkpoint saved with a different config (config.config_differences); SIGTERM and
+SIGINT stop `train` after the step in progress, with a checkpoint of that step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import tempfile
+import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from migm_jax.sharding import make_mesh
 from migm_jax.training.checkpoint import Checkpoints, abstract_like
-from migm_jax.training.config import ConfigError, TrainConfig
+from migm_jax.training.config import ConfigError, TrainConfig, config_differences
 from migm_jax.training.export import export_shortcut
 from migm_jax.training.metrics import MetricsLog
 from migm_jax.training.sources import make_source
@@ -62,9 +67,29 @@ class Run:
     checkpoints: Checkpoints
 
 
+def check_resumable(checkpoints: Checkpoints, cfg: TrainConfig, workdir: str) -> None:
+    """ConfigError (one line) when the latest checkpoint was saved with a config that differs from
+    `cfg` in a field a resumed run may not change; reads only the checkpoint's small JSON item."""
+    step = checkpoints.latest_step()
+    if step is None:
+        return
+    meta = checkpoints.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    diffs = config_differences(meta["config"], cfg) if "config" in meta else []
+    if diffs:
+        raise ConfigError(f"cannot resume {workdir}: its checkpoint (step {step}) was trained with a different config: "
+                          f"{'; '.join(diffs)}; use a new --workdir or the saved settings")
+
+
 def setup(cfg: TrainConfig, workdir: str) -> Run:
-    """Builds models, mesh and optimizer; restores the latest checkpoint of `workdir` or initialises."""
+    """Builds models, mesh and optimizer; restores the latest checkpoint of `workdir` or initialises.
+    A checkpoint saved with a different config is refused before anything is built."""
     check_workdir(workdir)
+    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), cfg.keep_ckpts, cfg.async_ckpt)
+    try:
+        check_resumable(checkpoints, cfg, workdir)
+    except ConfigError:
+        checkpoints.close()
+        raise
     family, teacher, init_params, base_configs, base_params = build_family(cfg)
     mesh = make_mesh(fsdp=cfg.mesh_fsdp)
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -74,7 +99,6 @@ def setup(cfg: TrainConfig, workdir: str) -> Run:
     teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))
     step_cfg = step_config(cfg)
     abstract, state_sharding = state_layout(family, step_cfg, mesh)
-    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), cfg.keep_ckpts, cfg.async_ckpt)
     restored = checkpoints.restore(abstract_like(abstract, state_sharding))
     if restored is None:
         state, position = make_init(family, step_cfg, mesh)(init_params, jax.random.PRNGKey(cfg.seed)), 0
@@ -90,8 +114,78 @@ def validate(run: Run, source, eval_step) -> dict:
     return {f"val/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
-def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
-    """Trains to cfg.total_steps, resuming from the latest checkpoint in `workdir`; one metrics line per step."""
+class StopSignals:
+    """While active (a context manager), SIGTERM and SIGINT only set `signum`; `train` polls it once per
+    step. A second signal acts as if the handler were not there (SIGINT: KeyboardInterrupt, SIGTERM:
+    the default kill), so a stuck step can still be interrupted. Handlers are installed only from the
+    main thread (Python allows no other) and only over a default or Python handler (an ignored signal
+    stays ignored); the previous ones are restored on exit. JAX's C++ preemption notifier (which
+    catches SIGTERM after jax.distributed.initialize()) is invisible to Python's signal module: while
+    `train` runs it is superseded by this handler, which the processes combine themselves (`stop_signal`)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum, self.previous = 0, {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                prev = signal.getsignal(sig)
+                if prev is not None and prev is not signal.SIG_IGN:
+                    self.previous[sig] = prev
+                    signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, prev in self.previous.items():
+            signal.signal(sig, prev)
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if not self.signum:
+            self.signum = signum
+            return
+        prev = self.previous.get(signum, signal.SIG_DFL)
+        self.__exit__()
+        if callable(prev):
+            prev(signum, frame)
+        else:  # SIG_DFL
+            os.kill(os.getpid(), signum)
+
+
+def stop_signal(signals: StopSignals, checkpoints: Checkpoints, step: int) -> int:
+    """The signal number that stops training before `step` (0: go on), the same on every process:
+    with several processes the local flags are all-gathered (one small collective per step, which
+    waits for the previous step), and orbax's preemption sync point (JAX's preemption service) counts
+    as a SIGTERM."""
+    signum = signals.signum
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        flags = np.asarray(multihost_utils.process_allgather(np.int32(signum))).ravel()
+        signum = int(next((f for f in flags if f), 0))
+    reached_preemption = getattr(checkpoints.manager, "reached_preemption", None)
+    if not signum and reached_preemption is not None and reached_preemption(step):
+        signum = int(signal.SIGTERM)
+    return signum
+
+
+def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> Optional[int]:
+    """Trains to cfg.total_steps, resuming from the latest checkpoint in `workdir`; one metrics line per step.
+
+    Checkpoints are saved every cfg.ckpt_every steps and at the end. SIGTERM or SIGINT (on any process)
+    stops the run after the step in progress: that step's metrics line is written, a checkpoint of
+    it is saved and waited for, one line says so, and the signal number is returned (None when the
+    run reached total_steps). The same command then resumes at that step, so a stop by signal loses
+    nothing and a resumed run repeats the uninterrupted loss sequence. A second signal, SIGKILL or a
+    crash ends the process at once: the run then resumes from the last periodic checkpoint, and the
+    steps after it are run again.
+    """
+    with StopSignals() as signals:
+        return _train(cfg, workdir, progress, signals)
+
+
+def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals) -> Optional[int]:
     run = setup(cfg, workdir)
     start = int(run.state.step)
     if run.position != start * cfg.accum_steps:
@@ -112,9 +206,17 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
         bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
         bar.update(1)
 
+    def save(done: int) -> None:
+        """Starts saving the state after `done` steps."""
+        run.checkpoints.save(done, run.state, {"position": done * cfg.accum_steps, "config": cfg.to_dict()})
+
     step_fns = {k: make_train_step(run.family, run.step_cfg, run.mesh, k) for k in range(1, cfg.max_rollout_step + 1)}
     pending = None  # the previous step, finished once the next one is queued on the device
+    saved, stopped = start, 0  # the step of the latest checkpoint; the signal that stops the run
     for step in range(start, cfg.total_steps):
+        stopped = stop_signal(signals, run.checkpoints, step)
+        if stopped:
+            break
         t0, micro = time.perf_counter(), []
         for a in range(cfg.accum_steps):
             m = step * cfg.accum_steps + a
@@ -123,16 +225,25 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> None:
         if pending:
             finish(*pending)
         pending = (step, micro, t0)
-        save = (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.total_steps
-        if save or (cfg.val_every and (step + 1) % cfg.val_every == 0):
+        due = (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.total_steps
+        if due or (cfg.val_every and (step + 1) % cfg.val_every == 0):
             finish(*pending)  # validation and checkpoints see exactly this step's state
             pending = None
-        if save:
-            meta = {"position": (step + 1) * cfg.accum_steps, "config": cfg.to_dict()}
-            run.checkpoints.save(step + 1, run.state, meta)
+        if due:
+            save(step + 1)
+            saved = step + 1
+    if pending:  # only after a stop: the last step run
+        finish(*pending)
+    done = int(run.state.step)
+    if stopped and done > saved:
+        save(done)
     bar.close()
-    run.checkpoints.close()
+    run.checkpoints.close()  # waits for the saves in flight
     log.close()
+    if stopped:
+        print(f"stopped by {signal.Signals(stopped).name} after step {done}; the same command resumes")
+        return stopped
+    return None
 
 
 def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 from jax.sharding import Sharding
 
 Traj = dict[str, Any]
-RAW_PER_STEP = ("prev_feat", "tgt_feat", "step")
 
 
 def image_mask_ratio(cur_ids: jax.Array, order: jax.Array, mask_id: int) -> jax.Array:
