@@ -123,3 +123,15 @@ def test_makedata_cli_writes_where_the_config_will_read(tmp_path):
     out = tmp_path / "data"  # the config's data_dir does not exist before the dataset is written
     code = makedata.main(["--config", smoke, "--set", f"data_dir={out}", "--out", str(out), "--images", "2", "--batch", "2"])
     assert code == 0 and read_meta(str(out))["splits"]["train"]["images"] == 2
+
+
+def test_reader_needs_no_jax_import_first(written):
+    """The bf16 features' dtype name resolves in a fresh process that imports only the reader."""
+    import subprocess
+    import sys
+
+    root, _ = written
+    code = f"from migm_jax.training.dataset import TrajectoryReader; print(TrajectoryReader({root!r}, 'train').n_traj)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert res.returncode == 0 and res.stdout.split()[-1] == "8", res.stderr[-2000:]

@@ -274,7 +274,7 @@ def test_image_depends_on_its_own_key_only(small_models):
     for i, prompt in enumerate(PROMPTS):
         alone = fn(params, batch_of([prompt]), image_keys(key, i, 1))
         np.testing.assert_array_equal(together["codes"][i], alone["codes"][0])
-    assert not np.array_equal(together["codes"][1], fn(params, batch_of(PROMPTS[1:]), key)["codes"][0])
+    assert not np.array_equal(together["codes"][1], fn(params, batch_of(PROMPTS[1:]), image_keys(key, 0, 1))["codes"][0])
 
 
 def test_budget_equal_to_steps_is_vanilla(small_models, batched_runs):

@@ -338,7 +338,7 @@ def test_image_depends_on_its_own_key_only(pipeline):
     for i in range(3):
         alone = fn(params, labels[i:i + 1], image_keys(key, i, 1))["codes"]
         np.testing.assert_array_equal(together[i], alone[0])
-    assert not np.array_equal(together[1], fn(params, labels[1:2], key)["codes"][0])
+    assert not np.array_equal(together[1], fn(params, labels[1:2], image_keys(key, 0, 1))["codes"][0])
 
 
 def test_one_compilation_per_configuration(pipeline):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 
+import ml_dtypes  # noqa: F401  registers the 'bfloat16' dtype name that TFDS reads back from the metadata
 import numpy as np
 
 NAME, VERSION = "migm_trajectories", "1.0.0"

@@ -25,12 +25,13 @@ from migm_jax.training.trajectories import capture_fn
 
 
 def capture_to_disk(family, teacher: dict, base_configs: dict, data_dir: str, split: str, images: int, seed: int,
-                    batch: int, progress: bool = True) -> None:
-    """Samples `images` images in batches of `batch` and writes their 2 * images trajectories."""
+                    batch: int, progress: bool = True, fsdp: int = 1) -> None:
+    """Samples `images` images in batches of `batch` and writes their 2 * images trajectories; the
+    teacher is split over `fsdp` of each process's local devices (the batch over all of them)."""
     p, count = jax.process_index(), jax.process_count()
     if images % (batch * count):
         raise ConfigError(f"--images {images} must be a multiple of --batch {batch} x {count} processes")
-    mesh = make_mesh(devices=jax.local_devices())
+    mesh = make_mesh(fsdp=fsdp, devices=jax.local_devices())
     if batch % mesh.size:
         raise ConfigError(f"--batch {batch} must be divisible by the {mesh.size} local devices")
     teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
         from migm_jax.training.loop import build_family
 
         family, teacher, _, base_configs, _ = build_family(cfg)
-        capture_to_disk(family, teacher, base_configs, args.out, args.split, args.images, args.seed, args.batch)
+        capture_to_disk(family, teacher, base_configs, args.out, args.split, args.images, args.seed, args.batch,
+                        fsdp=cfg.mesh_fsdp)
     except (ConfigError, FileNotFoundError, ImportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
