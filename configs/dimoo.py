@@ -43,4 +43,6 @@ def get_config() -> TrainConfig:
         total_steps=100_000,
         ckpt_every=2000,
         val_every=50_000,
+        preview_budgets=(9, 14),  # sample grid at each validation: vanilla N=64, then B=9 and B=14
+        preview_images=2,
     )

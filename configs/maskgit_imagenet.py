@@ -38,5 +38,6 @@ def get_config() -> TrainConfig:
         ckpt_every=5000,
         keep_ckpts=3,
         val_every=10_000,
+        preview_budgets=(5, 8),  # sample grid at each validation: vanilla N=15, then B=5 and B=8
         val_batches=250,
     )

@@ -204,3 +204,18 @@ def test_multihost_is_detected_from_the_launcher(monkeypatch):
     assert launched_on_several_processes({"SLURM_NTASKS": "4"})
     assert launched_on_several_processes({"OMPI_COMM_WORLD_SIZE": "2"})
     assert launched_on_several_processes({"JAX_COORDINATOR_ADDRESS": "host0:1234"})
+
+
+def test_validation_writes_a_sample_grid(tmp_path):
+    from PIL import Image
+
+    vq = {"embed_dim": 8, "n_embed": 16, "z_channels": 16, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+          "attn_resolutions": [], "resolution": 8}
+    cfg = load_config(SMOKE, ["total_steps=2", "val_every=2", "ckpt_every=2", "preview_budgets=(3,)",
+                              "preview_images=3", f"teacher.vqgan={vq!r}"])
+    loop.train(cfg, str(tmp_path), progress=False)
+    grid = np.asarray(Image.open(tmp_path / "samples" / "step_0000002.png"))
+    assert grid.shape == (2 * 10 + 2, 3 * 10 + 2, 3)  # rows vanilla, B=3; 3 images of 8x8, 2 px padding
+    tiles = [grid[2 + 10 * r:10 + 10 * r, 2 + 10 * c:10 + 10 * c] for r in range(2) for c in range(3)]
+    assert all(t.std() > 0 for t in tiles)
+    assert not np.array_equal(tiles[0], tiles[3])  # the shortcut rows are not copies of the teacher's

@@ -117,3 +117,22 @@ def test_dimoo_prompt_lines_restrict_the_drawn_prompts():
     assert rows.cond_ids.shape[1] == jax.device_get(family.random_conditions(jax.random.PRNGKey(0), 2)).cond_ids.shape[1]
     with pytest.raises(ValueError, match=r"prompt_lines \[1, 3\) is outside the 2 prompts"):
         dataclasses.replace(family, prompt_lines=(1, 3)).random_conditions(jax.random.PRNGKey(0), 2)
+
+
+def test_dimoo_sample_grid_rows_are_teacher_then_budgets(tmp_path):
+    from PIL import Image
+
+    from migm_jax.models.vqmodel import VQModel, VQModelConfig
+    from migm_jax.training.preview import write_preview
+
+    family, teacher, _, configs, base = build_family(DIMOO)
+    assert write_preview(family, configs, base, teacher, None, (2,), 2, 0, str(tmp_path / "none.png")) is None
+    vcfg = VQModelConfig(block_out_channels=(16, 32), layers_per_block=1, latent_channels=8, norm_num_groups=8,
+                         num_vq_embeddings=256)
+    vparams = VQModel(vcfg).init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 2, 3)))["params"]
+    sp = family.init_shortcut(jax.random.PRNGKey(2))
+    path = write_preview(family, {**configs, "vq": vcfg.to_dict()}, {**base, "vq": vparams}, teacher, sp, (2,), 2, 0,
+                         str(tmp_path / "samples" / "grid.png"))
+    grid = np.asarray(Image.open(path))
+    assert grid.shape == (2 * (4 + 2) + 2, 2 * (6 + 2) + 2, 3)  # rows: vanilla, B=2; 2 images of 2x3 codes x 2 px
+    assert not np.array_equal(grid[2:6], grid[8:12])

@@ -71,6 +71,10 @@ class TrainConfig:
     keep_ckpts: int = 3
     async_ckpt: bool = True
     val_every: int = 0  # 0: no validation during training
+    # At each validation: a PNG grid <workdir>/samples/step_<N>.png, one row per mode (vanilla, then the
+    # EMA shortcut at each budget) of preview_images images; needs a VQ decoder in the teacher weights.
+    preview_budgets: tuple = ()
+    preview_images: int = 4
 
     def validate(self) -> None:
         """Raises ConfigError for values that cannot work."""
@@ -85,6 +89,9 @@ class TrainConfig:
                      "max_rollout_step", "rollout_switch_interval", "total_steps", "mesh_fsdp", "ckpt_every", "keep_ckpts"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         need(self.val_every >= 0, f"val_every must be >= 0, got {self.val_every}")
+        need(self.preview_images >= 1, f"preview_images must be >= 1, got {self.preview_images}")
+        need(all(isinstance(b, int) and b >= 2 for b in self.preview_budgets),
+             f"preview_budgets must be budgets >= 2, got {self.preview_budgets}")
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         need(self.attention_impl in (None, "cudnn", "xla"), "attention_impl must be None, cudnn or xla")
@@ -171,7 +178,7 @@ def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
 # Fields a resumed run may change: how long it runs, how it saves, what it validates and logs. The
 # checkpoint's config must match the current one in every other field (config_differences).
 RESUME_MAY_CHANGE = frozenset({"total_steps", "ckpt_every", "keep_ckpts", "async_ckpt", "val_every", "val_batches",
-                               "val_images", "val_split", "log_kl"})
+                               "val_images", "val_split", "log_kl", "preview_budgets", "preview_images"})
 _UNSET = object()
 
 

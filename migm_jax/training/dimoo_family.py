@@ -21,10 +21,13 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
-from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, gumbel_max_sample, mask_by_random_topk, sample_dimoo
+from migm_jax.models.vqmodel import VQModelConfig
+from migm_jax.sampling.dimoo import (DiMOOModels, DiMOOSampling, build_sampler, gumbel_max_sample, mask_by_random_topk,
+                                     sample_dimoo)
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout, load_tokenizer, prompt_strings, region_length
 from migm_jax.sampling.schedules import dimoo_keep_n
 from migm_jax.training.config import ConfigError, TrainConfig
@@ -120,6 +123,18 @@ class DiMOOFamily:
         table = PromptBatch.from_ids(self.prompt_ids, self.uncond_ids, self.grid, self.layout)
         idx = jax.random.randint(key, (n,), start, stop)
         return jax.tree.map(lambda x: jnp.asarray(x)[idx], table)
+
+    def preview(self, base_configs: dict, base_params: dict, tp, sp, batch: PromptBatch, key: jax.Array,
+                budget: Optional[int]) -> Optional[np.ndarray]:
+        """Images (b,H,W,3) uint8 of the prompt rows `batch`: the teacher alone (budget None) or the
+        shortcut `sp` at `budget`; None when the teacher has no VQ decoder."""
+        if "vq" not in base_configs:
+            return None
+        models = DiMOOModels(self.llada, self.layout, self.shortcut, VQModelConfig.from_dict(base_configs["vq"]),
+                             self.teacher_dtype, self.attention_impl)
+        sampling = self.sampling if budget is None else dataclasses.replace(self.sampling, mode="shortcut", budget=budget)
+        params = {"llada": tp, "shortcut": sp, "vq": base_params["vq"]}
+        return np.asarray(build_sampler(models, sampling)(params, batch, key)["images"])
 
     def capture(self, tp, batch: PromptBatch, key: jax.Array) -> dict:
         """Vanilla sampling of `batch` with feature capture -> trajectories (see trajectories.py), rows

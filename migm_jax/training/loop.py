@@ -27,6 +27,7 @@ from migm_jax.training.checkpoint import Checkpoints, abstract_like
 from migm_jax.training.config import ConfigError, TrainConfig, config_differences
 from migm_jax.training.export import export_shortcut
 from migm_jax.training.metrics import MetricsLog
+from migm_jax.training.preview import write_preview
 from migm_jax.training.sources import make_source
 from migm_jax.training.step import (fsdp_sharding, make_eval_step, make_init, make_train_step, rollout_steps,
                                     state_layout, step_config)
@@ -202,9 +203,20 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         record = {"step": step + 1, **{k: float(np.mean([x[k] for x in micro])) for k in micro[0]}, "samples_per_s": rate}
         if cfg.val_every and (step + 1) % cfg.val_every == 0:
             record.update(validate(run, source, make_eval_step(run.family, run.step_cfg, run.mesh)))
+            preview(step + 1)
         log.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
         bar.update(1)
+
+    def preview(done: int) -> None:
+        """The sample grid of this validation (single process; the grid needs every image on this host)."""
+        if not cfg.preview_budgets or jax.process_count() > 1:
+            return
+        path = write_preview(run.family, run.base_configs, run.base_params, run.teacher, run.state.ema,
+                             cfg.preview_budgets, cfg.preview_images, cfg.seed + 4,
+                             os.path.join(workdir, "samples", f"step_{done:07d}.png"))
+        if path is None and done == cfg.val_every:
+            print("no VQ decoder in the teacher weights: no sample grids")
 
     def save(done: int) -> None:
         """Starts saving the state after `done` steps."""

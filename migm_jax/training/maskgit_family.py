@@ -9,6 +9,7 @@ Every family adaptor offers the same attributes and methods (the trainer uses no
   rollout_tokens(tp, feat, cur_ids, step, key, sample) -> (cur_ids, new_map)   (student decides step `step`)
 `sample` is the expanded batch (trajectories.expand): families read their extra fields from it.
   random_conditions(key, n);  capture(tp, conditions, key) -> trajectories (see trajectories.py)
+  preview(base_configs, base_params, tp, sp, conditions, key, budget) -> (b,H,W,3) uint8 or None (no decoder)
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from migm_jax.images import minmax_uint8
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
-from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, confidence, sample_maskgit
+from migm_jax.models.vqgan import VQGAN, VQGANConfig
+from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler, confidence, sample_maskgit
 from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.schedules import maskgit_schedule
 from migm_jax.training.config import ConfigError, TrainConfig
@@ -117,6 +121,18 @@ class MaskGITFamily:
         """Uniform class ids, as makedata's random.randint(0, 999)."""
         return jax.random.randint(key, (n,), 0, self.transformer.nclass, jnp.int32)
 
+    def preview(self, base_configs: dict, base_params: dict, tp, sp, labels: jax.Array, key: jax.Array,
+                budget: Optional[int]) -> Optional[np.ndarray]:
+        """Images (b,H,W,3) uint8 of `labels`: the teacher alone (budget None) or the shortcut `sp` at
+        `budget`; None when the teacher has no VQGAN to decode with."""
+        if "vqgan" not in base_configs:
+            return None
+        models = MaskGITModels(self.transformer, self.shortcut, VQGANConfig.from_dict(base_configs["vqgan"]),
+                               self.teacher_dtype, self.attention_impl)
+        sampling = self.sampling if budget is None else dataclasses.replace(self.sampling, mode="shortcut", budget=budget)
+        params = {"transformer": tp, "shortcut": sp, "vqgan": base_params["vqgan"]}
+        return minmax_uint8(np.asarray(build_sampler(models, sampling)(params, labels, key)["images"]))
+
     def capture(self, tp, labels: jax.Array, key: jax.Array) -> dict:
         """Runs the vanilla sampler on `labels` (b,) recording every step; returns 2b trajectories,
         interleaved [image 0 cond, image 0 uncond, image 1 cond, ...]."""
@@ -146,6 +162,13 @@ def random_teacher(tcfg: MaskTransformerConfig):
     return jax.jit(lambda key: MaskTransformer(tcfg).init(key, codes, labels, labels > 0)["params"])
 
 
+@functools.lru_cache(maxsize=None)
+def random_vqgan(vcfg: VQGANConfig, grid: int):
+    """jit(key) -> randomly initialised VQGAN params (decoder for `grid` x `grid` codes)."""
+    codes = jnp.zeros((1, grid, grid), jnp.int32)
+    return jax.jit(lambda key: VQGAN(vcfg).init(key, codes, method=VQGAN.decode_code)["params"])
+
+
 def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict], dict, dict]:
     """-> (family, teacher params, initial shortcut params or None, base configs, base params).
 
@@ -160,12 +183,16 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
         params = {k: v for k, v in params.items() if k != "shortcut"}
         tcfg = MaskTransformerConfig.from_dict(configs["transformer"])
     else:
+        teacher = {k: v for k, v in cfg.teacher.items() if k != "vqgan"}
         try:
-            tcfg = MaskTransformerConfig(**cfg.teacher)
-        except TypeError as e:
+            tcfg = MaskTransformerConfig(**teacher)
+            vcfg = VQGANConfig.from_dict(cfg.teacher["vqgan"]) if "vqgan" in cfg.teacher else None
+        except (TypeError, KeyError) as e:
             raise ConfigError(f"teacher: {e}") from None
         configs = {"transformer": tcfg.to_dict()}
         params = {"transformer": random_teacher(tcfg)(jax.random.PRNGKey(cfg.seed + 1))}
+        if vcfg is not None:  # a random decoder too, e.g. to exercise the sample grids
+            configs["vqgan"], params["vqgan"] = vcfg.to_dict(), random_vqgan(vcfg, tcfg.grid)(jax.random.PRNGKey(cfg.seed + 3))
     try:
         scfg = MaskGITShortcutConfig(**{**cfg.shortcut, "hidden": tcfg.hidden})
         sampling = MaskGITSampling(**{**cfg.sampling, "mode": "vanilla"})
