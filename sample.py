@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
     p.add_argument("--attention", default="auto", choices=["auto", "cudnn", "xla", "exact"],
                    help="attention kernel: cudnn (fused flash attention, GPU), xla, exact (float32 softmax); "
-                        "auto = cudnn on GPU, exact elsewhere")
+                        "auto = cudnn on GPU in bfloat16, exact elsewhere")
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
     groups = {maskgit.FAMILY: maskgit.add_sample_args(p), dimoo.FAMILY: dimoo.add_sample_args(p)}
@@ -42,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.attention == "auto":
         import jax
 
-        args.attention = "cudnn" if jax.default_backend() == "gpu" else "exact"
+        # cuDNN's fused attention takes half-precision inputs only
+        args.attention = "cudnn" if jax.default_backend() == "gpu" and args.dtype == "bfloat16" else "exact"
     args.attention = None if args.attention == "exact" else args.attention  # None: the models' exact path
     return args
 
