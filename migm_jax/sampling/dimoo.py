@@ -39,7 +39,7 @@ from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.noise import JaxNoise, row_keys, step_keys
 from migm_jax.sampling.quantile import masked_quantile
-from migm_jax.sampling.schedules import check_budget, dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
+from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, dimoo_step_kinds
 
 MODES = ("vanilla", "shortcut", "reuse", "cache")
 
@@ -64,14 +64,13 @@ class DiMOOSampling:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        check_budget(self.mode, self.steps, self.budget)
         if self.cfg_scale < 0:
             raise ValueError(f"cfg scale must be >= 0, got {self.cfg_scale}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0.0 < self.cache_ratio < 1.0:
             raise ValueError(f"cache_ratio must be in (0, 1), got {self.cache_ratio}")
-        self.kinds()
+        self.kinds()  # also checks the budget
 
     def kinds(self) -> np.ndarray:
         """(steps,) FULL / CHEAP per step."""
@@ -148,13 +147,14 @@ def dimoo_step(sampling: DiMOOSampling, keep_n: jax.Array, tokens: jax.Array, ma
     """One DiMOO decision on the CFG-combined image logits.
 
     tokens (b, n) int32 absolute ids of the image cells (MASK while masked); mask (b, n) bool; logits
-    (b, n, K) float32 (only masked rows matter); keep_n (N,) cells left masked after each step.
+    (b, n, K) float32 (only masked rows matter); keep_n (N,) cells left masked after each step; key one
+    key or (b, 2) per-image keys (`row_keys`).
     Draws `noise.uniform` slot 0 (b, n, K) (not when temperature is 0) and slot 1 (b, n).
     Returns (tokens, mask, newly fixed map), all (b, n).
     """
     b, n, k = logits.shape
     t = sampling.temperature
-    k_sample, k_mask = step_keys(key, step)
+    k_sample, k_mask = step_keys(row_keys(key, b), step)
     u_sample = None if t == 0 else noise.uniform(k_sample, step, (b, n, k), slot=0)
     sampled = gumbel_max_sample(logits, t, u_sample)
     probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), sampled[..., None], axis=-1)[..., 0]
@@ -262,8 +262,8 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
 
     params: {'llada': ..., 'shortcut': ... (shortcut mode), 'vq': ... (decode)}. key: one key (image i
     draws from fold_in(key, i)) or (b, 2) per-image keys; an image depends on its prompt and its own key
-    only, not on the batch size or the other prompts. Returns {'codes': (b, gh, gw) int32 codebook indices, 'trace': {'tokens', 'mask'} (N, b, gh*gw) after
-    every step (tokens are absolute ids, MASK while masked), plus with capture 'features': a tuple per
+    only, not on the batch size or the other prompts. Returns {'codes': (b, gh, gw) int32 codebook
+    indices, 'trace': {'tokens', 'mask'} (N, b, gh*gw) after every step (tokens are absolute ids, MASK while masked), plus with capture 'features': a tuple per
     side (cond[, uncond]) of (N, b, L, d) = the post-ln_f feature each step decides from (not in cache
     mode); 'images': (b, H, W, 3) uint8 if decode}.
     """

@@ -21,7 +21,7 @@ from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.noise import JaxNoise, row_keys, step_keys
-from migm_jax.sampling.schedules import check_budget, maskgit_schedule, step_kinds
+from migm_jax.sampling.schedules import maskgit_schedule, step_kinds
 from migm_jax.sampling.selection import select_top_k
 
 RANDOMIZE_MODES = ("linear", "warm_up", "random", "none")
@@ -46,8 +46,7 @@ class MaskGITSampling:
             raise ValueError(f"steps must be >= 2, got {self.steps}")
         if self.randomize not in RANDOMIZE_MODES:
             raise ValueError(f"randomize must be one of {', '.join(RANDOMIZE_MODES)}, got {self.randomize!r}")
-        check_budget(self.mode, self.steps, self.budget)
-        step_kinds(self.mode, self.steps, self.budget)
+        step_kinds(self.mode, self.steps, self.budget)  # also checks the budget
         maskgit_schedule(self.steps, self.sched_mode)
 
 
@@ -71,7 +70,8 @@ def maskgit_step(sampling: MaskGITSampling, sche: jax.Array, code: jax.Array, ma
                  logits2: jax.Array, step: jax.Array, key: jax.Array, noise) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One MaskGIT decision given the CFG-doubled logits.
 
-    code (b, n) int32, mask (b, n) bool, logits2 (2b, n, K) float32 = [cond; uncond], step scalar,
+    code (b, n) int32, mask (b, n) bool, logits2 (2b, n, K) float32 = [cond; uncond], step scalar, key
+    one key or (b, 2) per-image keys (`row_keys`),
     sche (N,) tokens per step. The CFG weight ramps as w * step / (N - 1); softmax of sm_temp * logits;
     codes sampled by `noise.categorical`; confidence randomised per `sampling.randomize`; the sche[step]
     most confident masked positions are fixed. Returns (code, mask, newly fixed map).
@@ -81,7 +81,7 @@ def maskgit_step(sampling: MaskGITSampling, sche: jax.Array, code: jax.Array, ma
     w = sampling.cfg_w * ratio
     logits = ((1 + w) * logits2[:b] - w * logits2[b:]) * sampling.sm_temp
     prob = jax.nn.softmax(logits, axis=-1)
-    k_cat, k_conf = step_keys(key, step)
+    k_cat, k_conf = step_keys(row_keys(key, b), step)
     pred = noise.categorical(k_cat, step, logits)
     p_pred = jnp.take_along_axis(prob, pred[..., None], axis=-1)[..., 0]
     conf = confidence(p_pred, sampling.randomize, sampling.r_temp, ratio, step,
@@ -109,8 +109,8 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
 
     params: {'transformer': ..., 'shortcut': ... (shortcut mode), 'vqgan': ... (decode)}.
     labels: (b,) int32 class ids. key: one key (image i draws from fold_in(key, i)) or (b, 2) per-image
-    keys; either way an image depends on its own key only, not on the rest of the batch. Returns {'codes': (b,g,g) int32, 'images': (b,H,W,3) float32 if
-    decode, 'trace': {'codes', 'mask'} (N, b, g*g) after every step, plus 'features' (N, 2b, T, C)
+    keys; either way an image depends on its own key only, not on the rest of the batch.
+    Returns {'codes': (b,g,g) int32, 'images': (b,H,W,3) float32 if decode, 'trace': {'codes', 'mask'} (N, b, g*g) after every step, plus 'features' (N, 2b, T, C)
     float32 = the feature each step decides from (both CFG halves) if capture}.
     """
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)

@@ -5,9 +5,9 @@ draws them with `jax.random`, `RecordedNoise` replays arrays recorded elsewhere 
 original PyTorch run) so that a port can be checked decision by decision. Both are pytrees and
 pass through `jit`/`lax.scan` unchanged.
 
-Keys are per image: the samplers turn their key into one key per batch row (`row_keys`), and every
-draw of row r comes from row r's key alone, so an image does not depend on the batch size, on its
-position in the batch, or on the other images (a single key also works, drawing for the whole batch).
+Keys are per image: the samplers turn their key into one key per batch row (`row_keys`) and pass
+those (b, 2) keys on; every draw of row r comes from row r's key alone, so an image does not depend on
+the batch size, on its position in the batch, or on the other images.
 """
 
 from __future__ import annotations
@@ -40,40 +40,29 @@ def row_keys(key: jax.Array, batch: int) -> jax.Array:
     return image_keys(key, 0, batch)
 
 
-def step_keys(key: jax.Array, step: jax.Array, n: int = 2) -> tuple[jax.Array, ...]:
-    """`n` independent keys for step `step`: split(fold_in(key, step), n), row by row for per-image keys."""
-    def split(k):
-        return jax.random.split(jax.random.fold_in(k, step), n)
-
-    keys = jax.vmap(split, out_axes=1)(key) if _is_row_keys(key) else split(key)
-    return tuple(keys[j] for j in range(n))
-
-
-def _draw(key: jax.Array, shape: Sequence[int], draw) -> jax.Array:
-    """draw(key, shape), or per row with row r's key for per-image keys (shape[0] rows)."""
-    if _is_row_keys(key):
-        return jax.vmap(lambda k: draw(k, tuple(shape[1:])))(key)
-    return draw(key, tuple(shape))
+def step_keys(keys: jax.Array, step: jax.Array, n: int = 2) -> tuple[jax.Array, ...]:
+    """`n` independent per-image keys for step `step`: row r gets split(fold_in(keys[r], step), n).
+    keys (b, 2) -> n arrays (b, 2)."""
+    split = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step), n), out_axes=1)(keys)
+    return tuple(split[j] for j in range(n))
 
 
 @flax.struct.dataclass
 class JaxNoise:
-    """Fresh draws from `jax.random` (the default); `key` is one key or one key per batch row."""
+    """Fresh draws from `jax.random` (the default); `key` holds one key per batch row, (b, 2)."""
 
     def categorical(self, key: jax.Array, step: jax.Array, logits: jax.Array) -> jax.Array:
         """Samples ids from softmax(logits) over the last axis. logits (b, ..., K) -> (b, ...) int32."""
-        logits = logits.astype(jnp.float32)
-        if _is_row_keys(key):
-            return jax.vmap(lambda k, x: jax.random.categorical(k, x, axis=-1))(key, logits).astype(jnp.int32)
-        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+        draw = jax.vmap(lambda k, x: jax.random.categorical(k, x, axis=-1))
+        return draw(key, logits.astype(jnp.float32)).astype(jnp.int32)
 
     def gumbel(self, key: jax.Array, step: jax.Array, shape: Sequence[int]) -> jax.Array:
-        """Standard Gumbel noise, float32."""
-        return _draw(key, shape, lambda k, s: jax.random.gumbel(k, s, jnp.float32))
+        """Standard Gumbel noise (b, ...) float32, row r from key[r]."""
+        return jax.vmap(lambda k: jax.random.gumbel(k, tuple(shape[1:]), jnp.float32))(key)
 
     def uniform(self, key: jax.Array, step: jax.Array, shape: Sequence[int], slot: int = 0) -> jax.Array:
-        """U[0, 1) noise, float32; `slot` tells apart several uniform draws of one step."""
-        return _draw(key, shape, lambda k, s: jax.random.uniform(k, s, jnp.float32))
+        """U[0, 1) noise (b, ...) float32, row r from key[r]; `slot` tells apart several uniform draws of one step."""
+        return jax.vmap(lambda k: jax.random.uniform(k, tuple(shape[1:]), jnp.float32))(key)
 
 
 @flax.struct.dataclass

@@ -77,13 +77,12 @@ def step_kinds(mode: str, steps: int, budget: int | None) -> np.ndarray:
 
     vanilla: all FULL; shortcut and reuse: the refresh plan of `budget`.
     """
+    if mode not in ("vanilla", *BUDGET_MODES):
+        raise ValueError(f"unknown mode {mode!r}; choose vanilla, shortcut or reuse")
+    check_budget(mode, steps, budget)
     if mode == "vanilla":
-        check_budget(mode, steps, budget)
         return np.full(steps, FULL, np.int32)
-    if mode in BUDGET_MODES:
-        check_budget(mode, steps, budget)
-        return np.where(refresh_plan(steps, budget), FULL, CHEAP).astype(np.int32)
-    raise ValueError(f"unknown mode {mode!r}; choose vanilla, shortcut or reuse")
+    return np.where(refresh_plan(steps, budget), FULL, CHEAP).astype(np.int32)
 
 
 def dimoo_cosine_schedule(steps: int) -> np.ndarray:
@@ -133,6 +132,7 @@ def dimoo_step_kinds(mode: str, steps: int, budget: int | None = None, warmup_ra
     """Per-step kind for a DiMOO sampling mode: `step_kinds` for vanilla / shortcut / reuse; for 'cache'
     FULL on the ML-Cache refresh steps and CHEAP (partial recompute) elsewhere."""
     if mode == "cache":
+        check_budget(mode, steps, budget)
         return np.where(cache_refresh_plan(steps, warmup_ratio, refresh_interval), FULL, CHEAP).astype(np.int32)
     if mode not in ("vanilla", "shortcut", "reuse"):
         raise ValueError(f"unknown mode {mode!r}; choose vanilla, shortcut, reuse or cache")

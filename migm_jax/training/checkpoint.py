@@ -33,6 +33,16 @@ class Checkpoints:
                                                                  meta=ocp.args.JsonRestore()))
         return out["state"], out["meta"]
 
+    def restore_meta(self, step: int) -> dict:
+        """The small JSON item of checkpoint `step` alone (data position, config); no array is read."""
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def reached_preemption(self, step: int) -> bool:
+        """orbax's preemption sync point: True on every process once JAX's preemption service saw a
+        SIGTERM (multi-host runs after jax.distributed.initialize()); False without that service."""
+        reached = getattr(self.manager, "reached_preemption", None)
+        return bool(reached is not None and reached(step))
+
     def save(self, step: int, state: Any, meta: dict) -> None:
         """Starts saving (returns before the write completes when async)."""
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))

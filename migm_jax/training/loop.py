@@ -19,7 +19,6 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from migm_jax.sharding import make_mesh
@@ -74,7 +73,7 @@ def check_resumable(checkpoints: Checkpoints, cfg: TrainConfig, workdir: str) ->
     step = checkpoints.latest_step()
     if step is None:
         return
-    meta = checkpoints.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    meta = checkpoints.restore_meta(step)
     diffs = config_differences(meta["config"], cfg) if "config" in meta else []
     if diffs:
         raise ConfigError(f"cannot resume {workdir}: its checkpoint (step {step}) was trained with a different config: "
@@ -165,8 +164,7 @@ def stop_signal(signals: StopSignals, checkpoints: Checkpoints, step: int) -> in
         from jax.experimental import multihost_utils
         flags = np.asarray(multihost_utils.process_allgather(np.int32(signum))).ravel()
         signum = int(next((f for f in flags if f), 0))
-    reached_preemption = getattr(checkpoints.manager, "reached_preemption", None)
-    if not signum and reached_preemption is not None and reached_preemption(step):
+    if not signum and checkpoints.reached_preemption(step):
         signum = int(signal.SIGTERM)
     return signum
 
