@@ -1,0 +1,57 @@
+"""The feature classifier behind the demo quality metric: a small CNN on the synthetic images.
+
+Its penultimate feature (after global average pooling) is the space in which FID is computed (the
+role Inception-v3's pool feature plays on ImageNet); its logits give the class accuracy of samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """widths: channels of each stage (two 3x3 convs, then 2x2 average pooling between stages)."""
+
+    nclass: int = 10
+    widths: tuple[int, ...] = (32, 64, 128)
+    feature_dim: int = 128
+    resolution: int = 64
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassifierConfig":
+        return cls(**{**d, "widths": tuple(d["widths"])})
+
+
+class FeatureClassifier(nn.Module):
+    """apply({'params': p}, images (b,H,W,3) uint8 or float in [-1,1]) -> (logits (b,nclass), feature (b,feature_dim)),
+    both float32. GroupNorm (no batch statistics), so an image's output does not depend on its batch."""
+
+    cfg: ClassifierConfig
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = to_unit_range(images)
+        for i, width in enumerate(self.cfg.widths):
+            if i:
+                x = nn.avg_pool(x, (2, 2), (2, 2))
+            for j in range(2):
+                x = nn.Conv(width, (3, 3), name=f"conv_{i}_{j}")(x)
+                x = nn.swish(nn.GroupNorm(num_groups=min(8, width), name=f"norm_{i}_{j}")(x))
+        feature = nn.Dense(self.cfg.feature_dim, name="feature")(jnp.mean(x, axis=(1, 2)))
+        feature = nn.swish(feature)
+        return nn.Dense(self.cfg.nclass, name="logits")(feature), feature
+
+
+def to_unit_range(images: jax.Array) -> jax.Array:
+    """uint8 [0,255] -> float32 [-1,1]; float images are taken as already in [-1,1]."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 127.5 - 1.0
+    return images.astype(jnp.float32)
