@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: sample test install clean
+.PHONY: sample test install clean demo-weights
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 sample: $(STAMP)
-	$(PY) sample.py --demo --mode shortcut --steps 8 --budget 4 --labels 1 7 282 604 --out outputs/demo.png
+	$(PY) sample.py
+
+# Retrains the embedded demo model (migm_jax/assets/demo) from scratch: VQGAN, transformer, shortcut and the
+# metric's classifier, each through train.py with its config (a GPU: ~10 minutes on one H200).
+demo-weights: $(STAMP)
+	$(PY) train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan
+	$(PY) train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan --export
+	$(PY) train.py --config configs/demo_transformer.py --workdir runs/demo_transformer
+	$(PY) train.py --config configs/demo_transformer.py --workdir runs/demo_transformer --export
+	$(PY) train.py --config configs/demo_shortcut.py --workdir runs/demo_shortcut
+	$(PY) train.py --config configs/demo_shortcut.py --workdir runs/demo_shortcut --export
+	$(PY) train.py --config configs/demo_classifier.py --workdir runs/demo_classifier
+	$(PY) train.py --config configs/demo_classifier.py --workdir runs/demo_classifier --export
+	rm -rf migm_jax/assets/demo && mkdir -p migm_jax/assets/demo
+	cp -r runs/demo_shortcut/export/weights migm_jax/assets/demo/maskgit
+	cp -r runs/demo_classifier/export/weights migm_jax/assets/demo/classifier
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10 tests

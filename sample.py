@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Generate images with MaskGIT-Shortcut or Lumina-DiMOO-Shortcut weights converted by convert_weights.py.
 
+  python sample.py        # the embedded demo model: one image per class, vanilla and shortcut -> samples.png
   python sample.py --weights W --labels 1 7 282 604 --steps 32 --budget 12 --mode shortcut --out samples.png
   python sample.py --weights W --prompt "A photo of a bench." --height 1024 --width 1024 --steps 64 \
       --budget 14 --mode shortcut --cfg 4 --seed 1 --out bench.png
-  python sample.py --demo --out demo.png      # small random model, no weights needed
+  python sample.py --demo --out demo.png      # small random model (untrained), no weights needed
 """
 
 import argparse
@@ -17,12 +18,15 @@ from migm_jax.weights import read_config
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", help="directory written by convert_weights.py (or by train.py export)")
-    p.add_argument("--demo", action="store_true", help="use a small randomly initialised MaskGIT model")
-    p.add_argument("--mode", default="vanilla", choices=["vanilla", "shortcut", "reuse", "cache"],
-                   help="vanilla: base model every step; shortcut/reuse: --budget full steps; cache: DiMOO ML-Cache")
+    p.add_argument("--weights", help="directory written by convert_weights.py (or by train.py export); default: "
+                                     "the embedded demo MaskGIT-Shortcut trained on the synthetic shapes")
+    p.add_argument("--demo", action="store_true", help="use a small randomly initialised (untrained) MaskGIT model")
+    p.add_argument("--mode", choices=["vanilla", "shortcut", "reuse", "cache"],
+                   help="vanilla: base model every step; shortcut/reuse: --budget full steps; cache: DiMOO ML-Cache "
+                        "(default: MaskGIT vanilla and, when the weights hold one, shortcut, a grid row each; DiMOO vanilla)")
     p.add_argument("--steps", type=int, help="number of steps N (default 15 MaskGIT, 64 DiMOO)")
-    p.add_argument("--budget", type=int, help="full (base-model) steps B in shortcut/reuse mode, 2..N")
+    p.add_argument("--budget", type=int, help="full (base-model) steps B in shortcut/reuse mode, 2..N "
+                                             "(default: the weights' recommended budget, if any)")
     p.add_argument("--cfg", type=float, help="classifier-free guidance weight (default 2.8 MaskGIT, 4.0 DiMOO)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
@@ -35,8 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     groups = {maskgit.FAMILY: maskgit.add_sample_args(p), dimoo.FAMILY: dimoo.add_sample_args(p)}
     args = p.parse_args(argv)
     args.family_options = {family: given_options(args, group) for family, group in groups.items()}
+    if args.demo and args.weights:
+        p.error("give --weights DIR or --demo, not both")
     if not args.demo and not args.weights:
-        p.error("give --weights DIR (converted weights) or --demo")
+        from migm_jax.assets import DEMO_MASKGIT
+
+        args.weights = DEMO_MASKGIT
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.attention == "auto":
@@ -64,8 +72,11 @@ def check_family_options(args: argparse.Namespace, family: str) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        check_budget(args.mode, args.steps, args.budget)  # known from the arguments: before touching any file
+        if args.mode:
+            check_budget(args.mode, args.steps, args.budget)  # known from the arguments: before touching any file
         family = maskgit.FAMILY if args.demo else read_config(args.weights)[0]
+        if family == dimoo.FAMILY and args.mode is None:
+            args.mode = "vanilla"
         runners = {maskgit.FAMILY: maskgit.run_sample, dimoo.FAMILY: dimoo.run_sample}
         if family not in runners:
             raise ValueError(f"unknown model family {family!r} in {args.weights}/config.json")

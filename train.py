@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Train a shortcut model (MaskGIT or Lumina-DiMOO) on teacher trajectories; resumes from --workdir.
+"""Train a shortcut model (MaskGIT or Lumina-DiMOO) on teacher trajectories, or a base model from
+scratch on the synthetic dataset (VQGAN, MaskGIT transformer, feature classifier); resumes from --workdir.
 
   python train.py --config configs/maskgit_imagenet.py --workdir runs/maskgit --set lr=3e-4
   python train.py --config configs/smoke.py --workdir /tmp/smoke --set total_steps=20
   python train.py --config configs/maskgit_imagenet.py --workdir runs/maskgit --export   # EMA -> weights dir + .pth
+  python train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan                # base models: see README
 
 Writes <workdir>/metrics.jsonl (one JSON object per optimizer step) and <workdir>/checkpoints/.
 SIGTERM or Ctrl-C stops after the step in progress and checkpoints it (exit status 128 + the signal
@@ -30,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr=3e-4 --set teacher.hidden=64 (repeatable)")
     p.add_argument("--export", nargs="?", const="", metavar="DIR",
-                   help="instead of training, export the latest EMA shortcut to DIR (default <workdir>/export)")
+                   help="instead of training, export the latest EMA model to DIR (default <workdir>/export)")
     p.add_argument("--multihost", action="store_true",
                    help="call jax.distributed.initialize() (automatic under SLURM / Open MPI with several tasks "
                         "or with JAX_COORDINATOR_ADDRESS set)")
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
 
         if args.export is not None:
             paths = loop.export(cfg, args.workdir, args.export or os.path.join(args.workdir, "export"))
-            print(f"wrote {paths['weights']} and {paths['pth']}")
+            print("wrote " + " and ".join(paths.values()))
         else:
             stopped = loop.train(cfg, args.workdir, progress=not args.no_progress)
             if stopped:

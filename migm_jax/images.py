@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import os
 
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+
+def unit_range(images) -> jnp.ndarray:
+    """uint8 images (b,H,W,3) in [0,255] -> float32 in [-1,1] (the VQGAN's and the classifier's input range)."""
+    return jnp.asarray(images).astype(jnp.float32) / 127.5 - 1.0
+
+
+def clip_uint8(images: np.ndarray) -> np.ndarray:
+    """Decoded images (b,H,W,3) float in ~[-1,1] -> uint8 by clipping (the inverse of `unit_range`;
+    what the quality metric compares with real images)."""
+    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def minmax_uint8(images: np.ndarray) -> np.ndarray:
@@ -30,6 +42,46 @@ def make_grid(images: np.ndarray, nrow: int = 5, padding: int = 2) -> np.ndarray
         y, x = padding + r * (h + padding), padding + q * (w + padding)
         grid[y:y + h, x:x + w] = img
     return grid
+
+
+def labelled_grid(rows: list[np.ndarray], row_names: list[str], column_names: list[str], scale: int = 2,
+                  padding: int = 2) -> np.ndarray:
+    """One row of images per entry of `rows` (each (n,H,W,3) uint8, same n), each image enlarged
+    `scale` times (nearest), a name above each column and above each row -> (H', W', 3) uint8."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    n, h, w = rows[0].shape[:3]
+    h, w, text = h * scale, w * scale, 14
+    width = n * (w + padding) + padding
+    height = text + sum(text + h + padding for _ in rows) + padding
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, name in enumerate(column_names):
+        draw.text((padding + j * (w + padding) + 2, 1), name, fill="black", font=font)
+    y = text
+    for images, name in zip(rows, row_names):
+        draw.text((padding + 2, y + 1), name, fill="black", font=font)
+        y += text
+        for j, img in enumerate(images):
+            big = Image.fromarray(img).resize((w, h), Image.NEAREST)
+            canvas.paste(big, (padding + j * (w + padding), y))
+        y += h + padding
+    return np.asarray(canvas)
+
+
+def save_labelled_grid(rows: list[np.ndarray], row_names: list[str], column_names: list[str], out: str,
+                       save_each: bool = False) -> list[str]:
+    """Writes `labelled_grid` to `out` (and out_<row>_<i>.png per image if save_each); returns the paths."""
+    save_png(labelled_grid(rows, row_names, column_names), out)
+    written = [out]
+    if save_each:
+        stem, ext = os.path.splitext(out)
+        for r, images in enumerate(rows):
+            for i, img in enumerate(images):
+                written.append(f"{stem}_{r}_{i:03d}{ext or '.png'}")
+                save_png(img, written[-1])
+    return written
 
 
 def save_png(image: np.ndarray, path: str) -> None:

@@ -30,6 +30,24 @@ def save_weights(out_dir: str | os.PathLike, family: str, configs: dict[str, dic
         json.dump({"family": family, "configs": configs}, f, indent=2)
 
 
+def cast_floating(params: Any, dtype: str) -> Any:
+    """`params` (a tree of arrays) as numpy arrays, every floating one in `dtype` (e.g. 'bfloat16':
+    half the bytes of float32); integer arrays unchanged."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    target = jnp.dtype(dtype)
+    return jax.tree.map(lambda x: np.asarray(x).astype(target) if jnp.issubdtype(x.dtype, jnp.floating)
+                        else np.asarray(x), params)
+
+
+def as_float32(params: Any) -> Any:
+    """`params` with every floating array in float32 (for weights stored in bfloat16 / float16)."""
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+
 def read_config(weights_dir: str | os.PathLike) -> tuple[str, dict[str, dict]]:
     """Returns (family, configs) without touching the params; one-line error if the directory is not a weights dir."""
     path = os.path.join(os.fspath(weights_dir), CONFIG_FILE)

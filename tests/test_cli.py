@@ -22,7 +22,7 @@ def run_cli(*args):
 @pytest.mark.parametrize("args,msg", [
     (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8", "--budget", "9"], r"--budget must be in 2..steps (8)"),
     (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8"], "mode shortcut needs --budget B"),
-    (["--weights", "no/such/dir", "--steps", "8", "--budget", "4"], "--budget applies to modes shortcut and reuse, not vanilla"),
+    (["--weights", "no/such/dir", "--mode", "vanilla", "--steps", "8", "--budget", "4"], "--budget applies to modes shortcut and reuse, not vanilla"),
     (["--weights", "no/such/dir"], "no converted weights at no/such/dir"),
 ])
 def test_sample_errors_are_one_line(args, msg):

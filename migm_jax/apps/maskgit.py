@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -15,14 +16,14 @@ from tqdm import tqdm
 from migm_jax.convert.maskgit import maskgit_shortcut, maskgit_transformer
 from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.convert.taming import taming_vqgan
-from migm_jax.images import minmax_uint8, save_images
+from migm_jax.images import minmax_uint8, save_images, save_labelled_grid
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler, check_labels
 from migm_jax.sampling.noise import image_keys
 from migm_jax.sharding import make_mesh
-from migm_jax.weights import load_weights, read_config, save_weights
+from migm_jax.weights import as_float32, load_weights, read_config, save_weights
 
 FAMILY = "maskgit"
 
@@ -73,14 +74,17 @@ def demo_pipeline(seed: int = 0) -> tuple[MaskGITModels, dict]:
 
 
 def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Adds this family's sampling options to `parser`; returns their group."""
+    """Adds this family's sampling options to `parser`; returns their group. Unset options take the
+    weights' recommended settings (config.json 'sampling', written by training export), else the
+    original infer.py's."""
     g = parser.add_argument_group("MaskGIT")
-    g.add_argument("--labels", type=int, nargs="+", default=[1, 7, 282, 604, 724, 179, 681, 367, 850, 137],
-                   help="ImageNet class ids, one image each (default: the original infer.py batch)")
-    g.add_argument("--r-temp", type=float, default=7.0, help="gumbel scale of the confidence randomisation")
-    g.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature (multiplies the logits)")
-    g.add_argument("--schedule", default="arccos", help="root | linear | square | cosine | arccos")
-    g.add_argument("--randomize", default="linear", help="linear | warm_up | random | none")
+    g.add_argument("--labels", type=int, nargs="+",
+                   help="class ids, one image each (default: every class of a model of <= 10 classes, "
+                        "else the original infer.py batch 1 7 282 604 724 179 681 367 850 137)")
+    g.add_argument("--r-temp", type=float, help="gumbel scale of the confidence randomisation (default 7)")
+    g.add_argument("--sm-temp", type=float, help="softmax temperature (multiplies the logits; default 1)")
+    g.add_argument("--schedule", help="root | linear | square | cosine | arccos (default arccos)")
+    g.add_argument("--randomize", help="linear | warm_up | random | none (default linear)")
     g.add_argument("--fast-gelu", action="store_true",
                    help="tanh GELU instead of erf (meant for bf16)")
     return g
@@ -102,51 +106,93 @@ def random_params(init, seed: int) -> dict:
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def sampling_from_args(args: argparse.Namespace) -> MaskGITSampling:
-    """Validated sampler settings (MaskGIT defaults: N=15, w=2.8)."""
-    sampling = MaskGITSampling(steps=args.steps or 15, mode=args.mode, budget=args.budget,
-                               cfg_w=2.8 if args.cfg is None else args.cfg,
-                               r_temp=args.r_temp, sm_temp=args.sm_temp, sched_mode=args.schedule,
-                               randomize=args.randomize)
+IMAGENET_LABELS = (1, 7, 282, 604, 724, 179, 681, 367, 850, 137)
+ORIGINAL = {"steps": 15, "cfg_w": 2.8, "r_temp": 7.0, "sm_temp": 1.0, "sched_mode": "arccos", "randomize": "linear"}
+
+
+def sampling_from_args(args: argparse.Namespace, mode: str, recommended: dict) -> MaskGITSampling:
+    """Validated sampler settings for `mode`: the flags, else `recommended` (the weights' 'sampling'
+    config), else the original's (N=15, w=2.8, r_temp 7, arccos, linear)."""
+    flags = {"steps": args.steps, "cfg_w": args.cfg, "r_temp": args.r_temp, "sm_temp": args.sm_temp,
+             "sched_mode": args.schedule, "randomize": args.randomize}
+    settings = {k: v if v is not None else recommended.get(k, ORIGINAL[k]) for k, v in flags.items()}
+    budget = None
+    if mode in ("shortcut", "reuse"):
+        budget = args.budget if args.budget is not None else recommended.get("budget")
+    sampling = MaskGITSampling(mode=mode, budget=budget, **settings)
     sampling.validate()
     return sampling
 
 
-def run_sample(args: argparse.Namespace) -> None:
-    """Samples the requested labels in batches, prints compile and per-batch times, writes PNGs."""
-    sampling = sampling_from_args(args)
-    if args.demo:
-        print("DEMO: randomly initialised small model (no trained weights) - the images are noise-like by design")
-        models, params = demo_pipeline(args.seed)
-        check_labels(np.asarray(args.labels), models.transformer.nclass)
-    else:
-        _, configs = read_config(args.weights)
-        check_labels(np.asarray(args.labels), MaskTransformerConfig.from_dict(configs["transformer"]).nclass)
-        if args.mode == "shortcut" and "shortcut" not in configs:
-            raise ValueError(f"{args.weights} holds no shortcut; convert with --shortcut or use --mode vanilla/reuse")
-        _, configs, params = load_weights(args.weights)
-        models = MaskGITModels(MaskTransformerConfig.from_dict(configs["transformer"]),
-                               MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
-                               VQGANConfig.from_dict(configs["vqgan"]))
-    models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention, approximate_gelu=args.fast_gelu)
-    labels = np.asarray(args.labels, np.int32)
+def load_pipeline(weights_dir: str) -> tuple[MaskGITModels, dict, dict]:
+    """(models, float32 params, configs) of a MaskGIT weights dir (params may be stored in bfloat16)."""
+    _, configs, params = load_weights(weights_dir)
+    models = MaskGITModels(MaskTransformerConfig.from_dict(configs["transformer"]),
+                           MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
+                           VQGANConfig.from_dict(configs["vqgan"]))
+    return models, as_float32(params), configs
+
+
+def describe(sampling: MaskGITSampling) -> str:
+    """'vanilla N=16' / 'shortcut N=16 B=6': how a sampler row is named in output and grids."""
+    return f"{sampling.mode} N={sampling.steps}" + (f" B={sampling.budget}" if sampling.budget else "")
+
+
+def generate(models: MaskGITModels, params: dict, sampling: MaskGITSampling, labels: np.ndarray, seed: int,
+             batch_size: Optional[int]) -> tuple[np.ndarray, float, list[float]]:
+    """Samples `labels` in batches (image i from fold_in(PRNGKey(seed), i)) -> (images (b,H,W,3) float32,
+    compile seconds, seconds per batch)."""
     n_dev = jax.device_count()
-    bs = -(-(args.batch_size or len(labels)) // n_dev) * n_dev  # whole rows per device
+    bs = -(-(batch_size or len(labels)) // n_dev) * n_dev  # whole rows per device
     batches = [labels[i:i + bs] for i in range(0, len(labels), bs)]
     fn = build_sampler(models, sampling, mesh=make_mesh() if n_dev > 1 else None)  # batch over the data axis
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.PRNGKey(seed)
     pad = lambda x: np.pad(x, (0, bs - len(x)), mode="edge")
     t0 = time.perf_counter()
     compiled = fn.lower(params, jnp.asarray(pad(batches[0])), image_keys(key, 0, bs)).compile()
-    print(f"compile: {time.perf_counter() - t0:.2f} s")
+    compile_s = time.perf_counter() - t0
     images, times = [], []
-    for j, batch in enumerate(tqdm(batches, desc="sampling", unit="batch")):
+    for j, batch in enumerate(tqdm(batches, desc=describe(sampling), unit="batch", leave=False)):
         t0 = time.perf_counter()
         out = jax.block_until_ready(compiled(params, jnp.asarray(pad(batch)), image_keys(key, j * bs, bs)))
         times.append(time.perf_counter() - t0)
         images.append(np.asarray(out["images"])[: len(batch)])
-    print(f"sampling: {np.mean(times):.3f} s per batch of {bs} ({len(batches)} batches, mode {sampling.mode}, "
-          f"N={sampling.steps}" + (f", B={sampling.budget})" if sampling.budget else ")"))
-    written = save_images(minmax_uint8(np.concatenate(images)), args.out, args.save_each)
-    print(f"wrote {written[0]}" + (f" and {len(written) - 1} images" if len(written) > 1 else ""))
+    return np.concatenate(images), compile_s, times
 
+
+def run_sample(args: argparse.Namespace) -> None:
+    """Samples the requested labels with each requested mode (default: vanilla, and the shortcut when
+    the weights hold one), prints compile and sampling times, writes one PNG (a labelled row per mode
+    when there are several)."""
+    if args.demo:
+        print("DEMO: randomly initialised small model (no trained weights) - the images are noise-like by design")
+        models, params = demo_pipeline(args.seed)
+        configs = {}
+    else:
+        _, configs = read_config(args.weights)
+        if args.mode == "shortcut" and "shortcut" not in configs:
+            raise ValueError(f"{args.weights} holds no shortcut; convert with --shortcut or use --mode vanilla/reuse")
+    nclass = models.transformer.nclass if args.demo else MaskTransformerConfig.from_dict(configs["transformer"]).nclass
+    labels = args.labels or (list(range(nclass)) if nclass <= 10 else list(IMAGENET_LABELS))
+    check_labels(np.asarray(labels), nclass)
+    modes = [args.mode] if args.mode else ["vanilla"] + (["shortcut"] if args.demo or "shortcut" in configs else [])
+    samplings = [sampling_from_args(args, mode, configs.get("sampling", {})) for mode in modes]  # before loading
+    if not args.demo:
+        models, params, _ = load_pipeline(args.weights)
+    models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention, approximate_gelu=args.fast_gelu)
+    labels = np.asarray(labels, np.int32)
+    rows, names = [], []
+    for sampling in samplings:
+        images, compile_s, times = generate(models, params, sampling, labels, args.seed, args.batch_size)
+        full = sampling.budget or sampling.steps
+        print(f"{describe(sampling)} ({full} base-model steps): compile {compile_s:.2f} s, sampling "
+              f"{np.sum(times):.3f} s for {len(labels)} images ({len(times)} batches)")
+        rows.append(minmax_uint8(images))
+        names.append(f"{describe(sampling)}  {np.sum(times):.2f} s")
+    if len(rows) == 1:
+        written = save_images(rows[0], args.out, args.save_each)
+    else:
+        classes = configs.get("classes", {}).get("names")
+        columns = [classes[i] if classes else str(i) for i in labels]
+        written = save_labelled_grid(rows, names, columns, args.out, args.save_each)
+    print(f"wrote {written[0]}" + (f" and {len(written) - 1} images" if len(written) > 1 else ""))

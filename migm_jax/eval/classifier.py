@@ -7,10 +7,16 @@ role Inception-v3's pool feature plays on ImageNet); its logits give the class a
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from migm_jax.images import unit_range
+from migm_jax.weights import CONFIG_FILE, load_weights, read_config
+
+FAMILY = "classifier"  # the family name of a classifier weights directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +44,7 @@ class FeatureClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = to_unit_range(images)
+        x = unit_range(images) if images.dtype == jnp.uint8 else images.astype(jnp.float32)
         for i, width in enumerate(self.cfg.widths):
             if i:
                 x = nn.avg_pool(x, (2, 2), (2, 2))
@@ -50,8 +56,12 @@ class FeatureClassifier(nn.Module):
         return nn.Dense(self.cfg.nclass, name="logits")(feature), feature
 
 
-def to_unit_range(images: jax.Array) -> jax.Array:
-    """uint8 [0,255] -> float32 [-1,1]; float images are taken as already in [-1,1]."""
-    if images.dtype == jnp.uint8:
-        return images.astype(jnp.float32) / 127.5 - 1.0
-    return images.astype(jnp.float32)
+def load_classifier(weights_dir: str) -> tuple[ClassifierConfig, dict]:
+    """(config, params) of a classifier weights directory (family 'classifier'); one-line errors otherwise."""
+    if not os.path.isfile(os.path.join(weights_dir, CONFIG_FILE)):
+        raise FileNotFoundError(f"no classifier weights at {weights_dir} ({CONFIG_FILE} missing)")
+    family, _ = read_config(weights_dir)
+    if family != FAMILY:
+        raise ValueError(f"{weights_dir} holds {family} weights, not a feature classifier (family '{FAMILY}')")
+    _, configs, params = load_weights(weights_dir)
+    return ClassifierConfig.from_dict(configs["classifier"]), params["classifier"]

@@ -50,6 +50,12 @@ class MaskGITSampling:
         maskgit_schedule(self.steps, self.sched_mode)
 
 
+def trajectory_sampling(settings: dict) -> MaskGITSampling:
+    """The vanilla sampler of a training config's `sampling` dict; a 'budget' in it is the recommended
+    budget of shortcut sampling (what sample.py uses by default), not part of the trajectories."""
+    return MaskGITSampling(**{**{k: v for k, v in settings.items() if k != "budget"}, "mode": "vanilla"})
+
+
 def confidence(prob_of_pred: jax.Array, randomize: str, r_temp: float, ratio: jax.Array, step: jax.Array,
                draw_gumbel: Callable[[], jax.Array], draw_uniform: Callable[[], jax.Array]) -> jax.Array:
     """The score that ranks positions: (b, n) probability of the sampled code -> (b, n) float32.

@@ -15,6 +15,10 @@ import os
 from typing import Any, Optional, Sequence
 
 FAMILIES = ("maskgit", "dimoo")
+# What a run trains: the shortcut of a base model (default), or one of the base models themselves
+# from scratch on the synthetic dataset (migm_jax.pretrain): tokenizer, masked transformer, the
+# feature classifier of the quality metric.
+TASKS = ("shortcut", "vqgan", "transformer", "classifier")
 
 
 class ConfigError(ValueError):
@@ -26,6 +30,13 @@ class TrainConfig:
     """Everything one training run needs. Defaults are the original MaskGIT recipe (README command)."""
 
     family: str = "maskgit"
+    task: str = "shortcut"
+    # Base-model tasks: `model` = the module config's fields (VQGANConfig, MaskTransformerConfig,
+    # ClassifierConfig); `objective` = the task's loss settings (see migm_jax/pretrain/<task>.py);
+    # tokenizer = weights dir of a trained VQGAN (transformer task: encodes the images, decodes previews).
+    model: dict = dataclasses.field(default_factory=dict)
+    objective: dict = dataclasses.field(default_factory=dict)
+    tokenizer: Optional[str] = None
     # Models. teacher_weights: a weights dir (convert_weights.py); None = randomly initialised teacher
     # built from `teacher` (module config fields). `shortcut`: shortcut module config fields (its
     # feature width is taken from the teacher). init_shortcut: weights dir whose shortcut starts training.
@@ -45,6 +56,7 @@ class TrainConfig:
     online_reuse: int = 4  # micro-batches drawn from one pool before the teacher makes the next
     val_images: int = 4  # online mode: images of the fixed validation pool
     val_batches: int = 8  # disk mode: validation batches (from the start of the val split)
+    render_images: int = 50_000  # base-model tasks without data_dir: synthetic train images rendered into memory
     # Optimisation (original: AdamW 1e-4, wd 1e-2, EMA 0.9999, global batch 4, step decay at 1000).
     batch_size: int = 4  # global samples per micro-batch
     accum_steps: int = 1
@@ -56,6 +68,7 @@ class TrainConfig:
     step_decay: bool = True
     decay_at: int = 1000
     decay_gamma: float = 0.1
+    warmup_steps: int = 0  # linear learning-rate warm-up over the first updates
     ema_decay: float = 0.9999
     mse_weight: float = 1.0
     kl_weight: float = 0.0
@@ -75,6 +88,7 @@ class TrainConfig:
     # EMA shortcut at each budget) of preview_images images; needs a VQ decoder in the teacher weights.
     preview_budgets: tuple = ()
     preview_images: int = 4
+    export_dtype: str = "float32"  # floating params of an export are stored in this dtype (bfloat16: half the size)
 
     def validate(self) -> None:
         """Raises ConfigError for values that cannot work."""
@@ -83,8 +97,18 @@ class TrainConfig:
                 raise ConfigError(msg)
 
         need(self.family in FAMILIES, f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
-        need(self.teacher_weights is not None or bool(self.teacher),
-             "set teacher_weights (a converted weights dir) or teacher (a random teacher's module config)")
+        need(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "shortcut":
+            need(self.teacher_weights is not None or bool(self.teacher),
+                 "set teacher_weights (a converted weights dir) or teacher (a random teacher's module config)")
+        else:
+            need(self.family == "maskgit", f"task {self.task} trains a MaskGIT-family model; family must be maskgit")
+            need(bool(self.model), f"task {self.task} needs model (the module config's fields)")
+        need(self.task != "transformer" or self.tokenizer is not None,
+             "task transformer needs tokenizer (the weights dir of a trained VQGAN: train.py --export of a vqgan run)")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        need(self.render_images >= 1, f"render_images must be >= 1, got {self.render_images}")
         for name in ("batch_size", "accum_steps", "online_images", "online_reuse", "val_images", "val_batches",
                      "max_rollout_step", "rollout_switch_interval", "total_steps", "mesh_fsdp", "ckpt_every", "keep_ckpts"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
@@ -95,9 +119,9 @@ class TrainConfig:
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         need(self.attention_impl in (None, "cudnn", "xla"), "attention_impl must be None, cudnn or xla")
-        for name in ("compute_dtype", "teacher_dtype"):
+        for name in ("compute_dtype", "teacher_dtype", "export_dtype"):
             need(getattr(self, name) in ("float32", "bfloat16"), f"{name} must be float32 or bfloat16")
-        for name in ("data_dir", "teacher_weights", "init_shortcut"):
+        for name in ("data_dir", "teacher_weights", "init_shortcut", "tokenizer"):
             path = getattr(self, name)
             need(path is None or os.path.isdir(path), f"{name}: no such directory: {path}")
 
@@ -178,7 +202,8 @@ def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
 # Fields a resumed run may change: how long it runs, how it saves, what it validates and logs. The
 # checkpoint's config must match the current one in every other field (config_differences).
 RESUME_MAY_CHANGE = frozenset({"total_steps", "ckpt_every", "keep_ckpts", "async_ckpt", "val_every", "val_batches",
-                               "val_images", "val_split", "log_kl", "preview_budgets", "preview_images"})
+                               "val_images", "val_split", "log_kl", "preview_budgets", "preview_images",
+                               "export_dtype"})
 _UNSET = object()
 
 

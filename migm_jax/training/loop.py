@@ -17,28 +17,22 @@ import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 from migm_jax.sharding import make_mesh
 from migm_jax.training.checkpoint import Checkpoints, abstract_like
 from migm_jax.training.config import ConfigError, TrainConfig, config_differences
-from migm_jax.training.export import export_shortcut
 from migm_jax.training.metrics import MetricsLog
-from migm_jax.training.preview import write_preview
-from migm_jax.training.sources import make_source
-from migm_jax.training.step import (fsdp_sharding, make_eval_step, make_init, make_train_step, rollout_steps,
-                                    state_layout, step_config)
+from migm_jax.training.shortcut_task import ShortcutTask, build_family  # noqa: F401  build_family: public API
 
 
-def build_family(cfg: TrainConfig):
-    """-> (family adaptor, teacher params, initial shortcut params or None, base configs, base params)."""
-    if cfg.family == "maskgit":
-        from migm_jax.training.maskgit_family import build_maskgit
-        return build_maskgit(cfg)
-    from migm_jax.training.dimoo_family import build_dimoo
-    return build_dimoo(cfg)
+def build_task(cfg: TrainConfig, mesh):
+    """The task object `train` drives (see shortcut_task.py for the methods every task offers)."""
+    if cfg.task == "shortcut":
+        return ShortcutTask(cfg, mesh)
+    from migm_jax.pretrain import build_pretrain_task
+    return build_pretrain_task(cfg, mesh)
 
 
 def check_workdir(workdir: str) -> None:
@@ -56,12 +50,8 @@ class Run:
     """Everything built from a config before the first step (shared by training and export)."""
 
     cfg: TrainConfig
-    family: Any
+    task: Any  # ShortcutTask or a migm_jax.pretrain task
     mesh: Any
-    teacher: dict
-    base_configs: dict
-    base_params: dict
-    step_cfg: TrainConfig  # the fields the compiled steps read
     state: Any
     position: int
     checkpoints: Checkpoints
@@ -90,28 +80,21 @@ def setup(cfg: TrainConfig, workdir: str) -> Run:
     except ConfigError:
         checkpoints.close()
         raise
-    family, teacher, init_params, base_configs, base_params = build_family(cfg)
     mesh = make_mesh(fsdp=cfg.mesh_fsdp)
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
     if cfg.batch_size % shards or cfg.batch_size % jax.process_count():
+        checkpoints.close()
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {shards} batch shards "
                           f"and {jax.process_count()} processes")
-    teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))
-    step_cfg = step_config(cfg)
-    abstract, state_sharding = state_layout(family, step_cfg, mesh)
+    task = build_task(cfg, mesh)
+    abstract, state_sharding = task.state_layout()
     restored = checkpoints.restore(abstract_like(abstract, state_sharding))
     if restored is None:
-        state, position = make_init(family, step_cfg, mesh)(init_params, jax.random.PRNGKey(cfg.seed)), 0
+        state, position = task.init_state(jax.random.PRNGKey(cfg.seed)), 0
     else:
         state, meta = restored
         position = meta["position"]
-    return Run(cfg, family, mesh, teacher, base_configs, base_params, step_cfg, state, position, checkpoints)
-
-
-def validate(run: Run, source, eval_step) -> dict:
-    """Mean of the EMA model's one-step metrics over the validation batches, keys prefixed 'val/'."""
-    rows = jax.device_get([eval_step(run.state.ema, raw, run.teacher) for raw in source.val_batches()])  # one fetch
-    return {f"val/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+    return Run(cfg, task, mesh, state, position, checkpoints)
 
 
 class StopSignals:
@@ -192,7 +175,6 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
     if start:
         print(f"resumed from step {start} in {workdir}")
     log = MetricsLog(workdir, start)
-    source = make_source(run.family, cfg, run.mesh, run.teacher, jax.random.PRNGKey(cfg.seed + 2))
     bar = tqdm(total=cfg.total_steps, initial=start, unit="step", disable=not progress or jax.process_index() != 0)
     def finish(step: int, micro: list, t0: float) -> None:
         """Fetches step `step`'s metrics (the only host sync of a step), validates if due, writes one line."""
@@ -200,7 +182,7 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         rate = cfg.batch_size * cfg.accum_steps / (time.perf_counter() - t0)
         record = {"step": step + 1, **{k: float(np.mean([x[k] for x in micro])) for k in micro[0]}, "samples_per_s": rate}
         if cfg.val_every and (step + 1) % cfg.val_every == 0:
-            record.update(validate(run, source, make_eval_step(run.family, run.step_cfg, run.mesh)))
+            record.update(run.task.validate(run.state))
             preview(step + 1)
         log.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
@@ -208,19 +190,16 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
 
     def preview(done: int) -> None:
         """The sample grid of this validation (single process; the grid needs every image on this host)."""
-        if not cfg.preview_budgets or jax.process_count() > 1:
+        if (cfg.task == "shortcut" and not cfg.preview_budgets) or jax.process_count() > 1:
             return
-        path = write_preview(run.family, run.base_configs, run.base_params, run.teacher, run.state.ema,
-                             cfg.preview_budgets, cfg.preview_images, cfg.seed + 4,
-                             os.path.join(workdir, "samples", f"step_{done:07d}.png"))
-        if path is None and done == cfg.val_every:
-            print("no VQ decoder in the teacher weights: no sample grids")
+        path = run.task.preview(run.state, os.path.join(workdir, "samples", f"step_{done:07d}.png"))
+        if path is None and done == cfg.val_every and run.task.no_preview_message():
+            print(run.task.no_preview_message())
 
     def save(done: int) -> None:
         """Starts saving the state after `done` steps."""
         run.checkpoints.save(done, run.state, {"position": done * cfg.accum_steps, "config": cfg.to_dict()})
 
-    step_fns = {k: make_train_step(run.family, run.step_cfg, run.mesh, k) for k in range(1, cfg.max_rollout_step + 1)}
     pending = None  # the previous step, finished once the next one is queued on the device
     saved, stopped = start, 0  # the step of the latest checkpoint; the signal that stops the run
     for step in range(start, cfg.total_steps):
@@ -230,7 +209,7 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         t0, micro = time.perf_counter(), []
         for a in range(cfg.accum_steps):
             m = step * cfg.accum_steps + a
-            run.state, metrics = step_fns[rollout_steps(m, cfg)](run.state, source.batch(m), run.teacher, jnp.int32(m))
+            run.state, metrics = run.task.train_step(run.state, m)
             micro.append(metrics)
         if pending:
             finish(*pending)
@@ -257,7 +236,8 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
 
 
 def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, Any]:
-    """Writes the EMA shortcut of the latest checkpoint as a weights dir and a `.pth` (single process)."""
+    """Writes the EMA model of the latest checkpoint (the shortcut: a weights dir and a `.pth`; a base
+    model: a weights dir) to `out_dir` (single process); returns {name: path}."""
     ckpt_dir = os.path.join(workdir, "checkpoints")
     latest = None
     if os.path.isdir(ckpt_dir):
@@ -267,6 +247,5 @@ def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, Any]:
     if latest is None:
         raise ConfigError(f"no checkpoint in {ckpt_dir} to export; train first")
     run = setup(cfg, workdir)  # builds the models (the teacher too) only once a checkpoint is known to exist
-    ema = jax.device_get(run.state.ema)
     run.checkpoints.close()
-    return export_shortcut(out_dir, run.family, run.base_configs, jax.device_get(run.base_params), ema)
+    return run.task.export(run.state, out_dir)

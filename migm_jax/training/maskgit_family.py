@@ -26,11 +26,12 @@ from migm_jax.images import minmax_uint8
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
-from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler, confidence, sample_maskgit
+from migm_jax.sampling.maskgit import (MaskGITModels, MaskGITSampling, build_sampler, confidence, sample_maskgit,
+                                      trajectory_sampling)
 from migm_jax.sampling.selection import select_top_k
 from migm_jax.sampling.schedules import maskgit_schedule
 from migm_jax.training.config import ConfigError, TrainConfig
-from migm_jax.weights import load_weights
+from migm_jax.weights import as_float32, load_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +178,7 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
     """
     if cfg.teacher_weights:
         family_name, configs, params = load_weights(cfg.teacher_weights)
+        params = as_float32(params)  # weights may be stored in bfloat16
         if family_name != "maskgit":
             raise ConfigError(f"{cfg.teacher_weights} holds {family_name!r} weights, the config trains maskgit")
         configs = {k: v for k, v in configs.items() if k != "shortcut"}
@@ -195,7 +197,7 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
             configs["vqgan"], params["vqgan"] = vcfg.to_dict(), random_vqgan(vcfg, tcfg.grid)(jax.random.PRNGKey(cfg.seed + 3))
     try:
         scfg = MaskGITShortcutConfig(**{**cfg.shortcut, "hidden": tcfg.hidden})
-        sampling = MaskGITSampling(**{**cfg.sampling, "mode": "vanilla"})
+        sampling = trajectory_sampling(cfg.sampling)
         sampling.validate()
     except (TypeError, ValueError) as e:
         raise ConfigError(f"shortcut/sampling: {e}") from None

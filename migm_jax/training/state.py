@@ -24,10 +24,17 @@ class TrainState:
 
 def learning_rate(cfg: TrainConfig) -> optax.Schedule:
     """Constant lr; with step_decay x decay_gamma from update index decay_at on (PyTorch MultiStepLR
-    stepped once per optimizer step: updates 0..decay_at-1 use lr)."""
-    if not cfg.step_decay:
+    stepped once per optimizer step: updates 0..decay_at-1 use lr); with warmup_steps > 0 update i
+    < warmup_steps uses (i + 1) / warmup_steps of that."""
+    def schedule(count):
+        lr = jnp.where(count >= cfg.decay_at, cfg.lr * cfg.decay_gamma, cfg.lr) if cfg.step_decay else cfg.lr
+        if cfg.warmup_steps:
+            lr = lr * jnp.minimum(1.0, (count + 1) / cfg.warmup_steps)
+        return lr
+
+    if not cfg.step_decay and not cfg.warmup_steps:
         return optax.constant_schedule(cfg.lr)
-    return lambda count: jnp.where(count >= cfg.decay_at, cfg.lr * cfg.decay_gamma, cfg.lr)
+    return schedule
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.MultiSteps:

@@ -90,7 +90,7 @@ def loss_and_metrics(family, cfg: TrainConfig, sp, tp, raw: dict, key, k: int):
 
 
 STEP_FIELDS = ("mse_weight", "kl_weight", "temperature", "log_kl", "ema_decay", "lr", "weight_decay", "b1", "b2", "eps",
-               "step_decay", "decay_at", "decay_gamma", "accum_steps")
+               "step_decay", "decay_at", "decay_gamma", "accum_steps", "warmup_steps")
 
 
 def step_config(cfg: TrainConfig) -> TrainConfig:

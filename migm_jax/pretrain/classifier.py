@@ -1,0 +1,50 @@
+"""The feature-classifier task: the CNN of the quality metric (migm_jax.eval.classifier) trained with
+cross-entropy on the synthetic train images; validated by its accuracy on the held-out images."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from migm_jax.eval.classifier import ClassifierConfig, FeatureClassifier
+from migm_jax.pretrain.task import PretrainTask
+from migm_jax.training.config import ConfigError
+from migm_jax.weights import cast_floating, save_weights
+
+
+class ClassifierTask(PretrainTask):
+    def __init__(self, cfg, mesh):
+        super().__init__(cfg, mesh)
+        try:
+            self.ccfg = ClassifierConfig.from_dict(cfg.model)
+        except (TypeError, KeyError) as e:
+            raise ConfigError(f"model: {e}") from None
+        if cfg.objective:
+            raise ConfigError(f"objective: the classifier task has no settings, got {sorted(cfg.objective)}")
+        self.module = FeatureClassifier(self.ccfg)
+
+    def init_params(self, key):
+        r = self.ccfg.resolution
+        return self.module.init(key, jnp.zeros((1, r, r, 3), jnp.uint8))["params"]
+
+    def _metrics(self, params, batch):
+        logits, _ = self.module.apply({"params": params}, batch["image"])
+        loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
+        return {"loss": loss, "accuracy": jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32))}
+
+    def loss(self, params, frozen, batch, key):
+        metrics = self._metrics(params, batch)
+        return metrics["loss"], (metrics, None)
+
+    def eval_metrics(self, params, frozen, batch):
+        return self._metrics(params, batch)
+
+    def export(self, state, out_dir):
+        """<out_dir>/weights: a 'classifier' weights dir (migm_jax.eval.classifier.load_classifier reads it)."""
+        weights = os.path.join(out_dir, "weights")
+        save_weights(weights, "classifier", {"classifier": self.ccfg.to_dict()},
+                     cast_floating({"classifier": jax.device_get(state.ema)}, self.cfg.export_dtype))
+        return {"weights": weights}
