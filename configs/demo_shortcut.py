@@ -15,7 +15,7 @@ def get_config() -> TrainConfig:
         teacher_weights="runs/demo_transformer/export/weights",
         shortcut={"heads": 8, "n_block": 1, "bottleneck_ratio": 2, "embed_t": True},
         # the trajectories' sampler (as configs/demo_transformer.py) + the default budget of sample.py
-        sampling={"steps": 16, "cfg_w": 2.0, "r_temp": 4.5, "sm_temp": 1.0, "sched_mode": "arccos",
+        sampling={"steps": 16, "cfg_w": 3.0, "r_temp": 4.5, "sm_temp": 1.0, "sched_mode": "arccos",
                   "randomize": "linear", "budget": 6},
         compute_dtype="bfloat16",
         teacher_dtype="bfloat16",

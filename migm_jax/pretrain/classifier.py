@@ -35,11 +35,11 @@ class ClassifierTask(PretrainTask):
         loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
         return {"loss": loss, "accuracy": jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32))}
 
-    def loss(self, params, frozen, batch, key):
+    def loss(self, params, batch, key):
         metrics = self._metrics(params, batch)
         return metrics["loss"], (metrics, None)
 
-    def eval_metrics(self, params, frozen, batch):
+    def eval_metrics(self, params, batch):
         return self._metrics(params, batch)
 
     def export(self, state, out_dir):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import jax
 import numpy as np
@@ -38,11 +38,23 @@ def render_split(split: str, n: int) -> dict:
     return {"image": np.concatenate([p[0] for p in parts]), "label": np.concatenate([p[1] for p in parts]).astype(np.int32)}
 
 
-class InMemory:
-    """The read(indices) interface of ImageReader over rendered arrays."""
+def encode_all(reader, encode: Callable[[np.ndarray], np.ndarray], chunk: int = CHUNK) -> dict:
+    """Every image of `reader` through `encode` once, in chunks (the last padded, so one compiled shape):
+    {'code': encode(images) stacked, 'label': (n,) int32}."""
+    n, codes, labels = len(reader), [], []
+    for a in range(0, n, chunk):
+        part = reader.read(np.arange(a, min(a + chunk, n)))
+        images = np.concatenate([part["image"], np.repeat(part["image"][-1:], chunk - len(part["label"]), axis=0)])
+        codes.append(np.asarray(encode(images))[: len(part["label"])])
+        labels.append(part["label"])
+    return {"code": np.concatenate(codes), "label": np.concatenate(labels).astype(np.int32)}
 
-    def __init__(self, split: str, n: int):
-        self.data = render_split(split, n)
+
+class InMemory:
+    """The read(indices) interface of ImageReader over host arrays (rendered images, or their codes)."""
+
+    def __init__(self, data: dict):
+        self.data = data
 
     def __len__(self) -> int:
         return len(self.data["label"])
@@ -52,13 +64,18 @@ class InMemory:
 
 
 class ImageSource:
-    def __init__(self, cfg: TrainConfig, mesh: Mesh):
+    """Batches {'image', 'label'}; with `encode`, {'code', 'label'}: every image encoded once up front
+    (e.g. tokenized by a frozen VQGAN), so that steps read codes instead of re-encoding images."""
+
+    def __init__(self, cfg: TrainConfig, mesh: Mesh, encode: Optional[Callable[[np.ndarray], np.ndarray]] = None):
         self.cfg, self.sharding = cfg, batch_sharding(mesh)
         n_val = cfg.val_batches * cfg.batch_size
         if cfg.data_dir:
             self.train, self.val = ImageReader(cfg.data_dir, cfg.train_split), ImageReader(cfg.data_dir, cfg.val_split)
         else:
-            self.train, self.val = InMemory("train", cfg.render_images), InMemory("test", n_val)
+            self.train, self.val = InMemory(render_split("train", cfg.render_images)), InMemory(render_split("test", n_val))
+        if encode is not None:
+            self.train, self.val = InMemory(encode_all(self.train, encode)), InMemory(encode_all(self.val, encode))
         self.order = SampleOrder(len(self.train), cfg.seed)
         self.n_val = min(n_val, len(self.val))
 

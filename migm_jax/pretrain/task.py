@@ -2,8 +2,8 @@
 
 A subclass defines
   init_params(key) -> params                         the model's random init
-  loss(params, frozen, batch, key) -> (loss, (metrics, aux))   `frozen`: fixed params (e.g. the tokenizer)
-  eval_metrics(params, frozen, batch) -> metrics     deterministic, for validation
+  loss(params, batch, key) -> (loss, (metrics, aux))
+  eval_metrics(params, batch) -> metrics             deterministic, for validation
 and may override after_update(state, aux, key) -> state (non-gradient updates), preview and export.
 The state is the shortcut trainer's TrainState (params, EMA, AdamW state, step, key); micro-step m
 draws from fold_in(state.key, m), so a resumed run repeats an uninterrupted one exactly.
@@ -46,8 +46,6 @@ def shared(task, name: str, build):
 
 
 class PretrainTask:
-    frozen: dict = {}
-
     def __init__(self, cfg: TrainConfig, mesh: Mesh):
         self.cfg, self.mesh = cfg, mesh
         self.step_cfg = step_config(cfg)
@@ -81,9 +79,9 @@ class PretrainTask:
     def _build_train_step(self):
         cfg = self.step_cfg
 
-        def step(state, batch, frozen, m):
+        def step(state, batch, m):
             key = jax.random.fold_in(state.key, m)
-            grad_fn = jax.value_and_grad(lambda p: self.loss(p, frozen, batch, key), has_aux=True)
+            grad_fn = jax.value_and_grad(lambda p: self.loss(p, batch, key), has_aux=True)
             (_, (metrics, aux)), grads = grad_fn(state.params)
             metrics["lr"] = jnp.asarray(learning_rate(cfg)(state.step), jnp.float32)
             state = apply_gradients(state, grads, self.tx, cfg.ema_decay)
@@ -92,7 +90,7 @@ class PretrainTask:
         return jax.jit(step, out_shardings=(self.state_layout()[1], replicated(self.mesh)), donate_argnums=0)
 
     def train_step(self, state, m: int):
-        return self._train_step(state, self.source.batch(m), self.frozen, jnp.int32(m))
+        return self._train_step(state, self.source.batch(m), jnp.int32(m))
 
     @property
     def _eval_step(self):
@@ -101,7 +99,7 @@ class PretrainTask:
     def validate(self, state) -> dict:
         """The EMA model's metrics over the validation images: scalars averaged over the batches, keys
         prefixed 'val/'; vector metrics (e.g. code counts) summed and handed to `summarize`."""
-        rows = jax.device_get([self._eval_step(state.ema, self.frozen, b) for b in self.source.val_batches()])
+        rows = jax.device_get([self._eval_step(state.ema, b) for b in self.source.val_batches()])
         if not rows:
             return {}
         out = {f"val/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0] if np.ndim(rows[0][k]) == 0}

@@ -1,6 +1,6 @@
 """The MaskGIT transformer task: the ported MaskTransformer trained with the MaskGIT objective.
 
-Each image is tokenized by the frozen VQGAN of `tokenizer`; a mask ratio arccos(r) / (pi/2), r ~ U(0,1),
+Each image is tokenized once, before training, by the frozen VQGAN of `tokenizer`; a mask ratio arccos(r) / (pi/2), r ~ U(0,1),
 is drawn per image (the arccos sampling schedule) and each code is masked with that probability; the
 class token is replaced by the dropped-class token with probability `label_drop` (0.1, for
 classifier-free guidance). Loss: cross-entropy over the codebook at the masked positions, with label
@@ -9,7 +9,6 @@ smoothing (objective `label_smoothing`, 0.1), averaged over all masked positions
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 
@@ -21,9 +20,9 @@ import optax
 from migm_jax.images import make_grid, minmax_uint8, save_png, unit_range
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
+from migm_jax.pretrain.images import ImageSource
 from migm_jax.pretrain.task import PretrainTask
 from migm_jax.sampling.maskgit import MaskGITModels, build_sampler, trajectory_sampling
-from migm_jax.sharding import replicated
 from migm_jax.synthetic import CLASS_NAMES
 from migm_jax.training.config import ConfigError
 from migm_jax.weights import as_float32, cast_floating, load_weights, save_weights
@@ -60,17 +59,22 @@ class TransformerTask(PretrainTask):
         if set(self.obj) - set(DEFAULTS):
             raise ConfigError(f"objective: unknown keys {sorted(set(self.obj) - set(DEFAULTS))} (known: {sorted(DEFAULTS)})")
         self.vq_params = as_float32(params["vqgan"])
-        self.frozen = jax.device_put(self.vq_params, replicated(mesh))
         self.module = MaskTransformer(self.tcfg, jnp.dtype(cfg.compute_dtype), cfg.attention_impl)
         self.vq = VQGAN(self.vcfg, jnp.dtype(cfg.teacher_dtype))
+
+    @functools.cached_property
+    def source(self) -> ImageSource:
+        """Batches of codes: the images tokenized once by the frozen VQGAN."""
+        encode = jax.jit(lambda x: self.vq.apply({"params": self.vq_params}, unit_range(x), method=VQGAN.encode))
+        return ImageSource(self.cfg, self.mesh, encode)
 
     def init_params(self, key):
         g = self.tcfg.grid
         codes, labels = jnp.zeros((1, g, g), jnp.int32), jnp.zeros((1,), jnp.int32)
         return MaskTransformer(self.tcfg).init(key, codes, labels, labels > 0)["params"]
 
-    def _loss(self, params, frozen, batch, key, label_drop: float):
-        codes = jax.lax.stop_gradient(self.vq.apply({"params": frozen}, unit_range(batch["image"]), method=VQGAN.encode))
+    def _loss(self, params, batch, key, label_drop: float):
+        codes = batch["code"]
         b = codes.shape[0]
         flat = codes.reshape(b, -1)
         k_mask, k_drop = jax.random.split(key)
@@ -86,13 +90,13 @@ class TransformerTask(PretrainTask):
         acc = jnp.sum((jnp.argmax(logits, -1) == flat) * weight) / jnp.maximum(jnp.sum(weight), 1.0)
         return loss, {"loss": loss, "masked_acc": acc, "mask_ratio": jnp.mean(weight)}
 
-    def loss(self, params, frozen, batch, key):
-        loss, metrics = self._loss(params, frozen, batch, key, self.obj["label_drop"])
+    def loss(self, params, batch, key):
+        loss, metrics = self._loss(params, batch, key, self.obj["label_drop"])
         return loss, (metrics, None)
 
-    def eval_metrics(self, params, frozen, batch):
+    def eval_metrics(self, params, batch):
         """The same loss with a fixed masking key and no label drop (comparable across validations)."""
-        return self._loss(params, frozen, batch, jax.random.PRNGKey(self.cfg.seed + 5), 0.0)[1]
+        return self._loss(params, batch, jax.random.PRNGKey(self.cfg.seed + 5), 0.0)[1]
 
     @functools.cached_property
     def _sampler(self):

@@ -65,7 +65,7 @@ class VQGANTask(PretrainTask):
                    "usage": jnp.mean((counts > 0).astype(jnp.float32))}
         return loss, metrics, (z_e, counts)
 
-    def loss(self, params, frozen, batch, key):
+    def loss(self, params, batch, key):
         loss, metrics, aux = self._forward(params, batch)
         return loss, (metrics, aux)
 
@@ -83,7 +83,7 @@ class VQGANTask(PretrainTask):
 
         return state.replace(params=restarted(state.params), ema=restarted(state.ema))
 
-    def eval_metrics(self, params, frozen, batch):
+    def eval_metrics(self, params, batch):
         _, metrics, (_, counts) = self._forward(params, batch)
         return {**{k: v for k, v in metrics.items() if k != "usage"}, "code_counts": counts}
 
