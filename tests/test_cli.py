@@ -66,7 +66,7 @@ def test_saved_weights_sample_and_bad_label(tmp_path):
     code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--labels", "3", "9", "--mode", "shortcut",
                              "--steps", "6", "--budget", "3", "--out", str(png), "--save-each", "--dtype", "float32")
     assert code == 0, err
-    assert "compile:" in out and "sampling:" in out
+    assert "shortcut N=6 B=3 (3 base-model steps): compile" in out and " s for 2 images" in out
     grid = np.asarray(Image.open(png))
     assert grid.shape == (64 + 4, 2 * 64 + 6, 3) and grid.std() > 0
     assert (tmp_path / "s_000.png").exists() and (tmp_path / "s_001.png").exists()

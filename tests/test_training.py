@@ -75,7 +75,8 @@ def test_resume_after_a_crash_repeats_the_uninterrupted_run(tmp_path, monkeypatc
     ema = jax.device_get(run.state.ema)
     run.checkpoints.close()
     family, configs, params = load_weights(paths["weights"])
-    assert family == "maskgit" and set(configs) == {"transformer", "shortcut"}
+    assert family == "maskgit" and set(configs) == {"transformer", "shortcut", "sampling"}
+    assert configs["sampling"] == cfg.sampling  # the settings it was trained for: sample.py's defaults
     jax.tree.map(np.testing.assert_array_equal, params["shortcut"], ema)
     scfg, back = maskgit_shortcut(paths["pth"], heads=cfg.shortcut["heads"])
     assert scfg.to_dict() == configs["shortcut"]
