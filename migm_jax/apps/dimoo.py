@@ -22,10 +22,9 @@ from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
 from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, check_size, load_tokenizer
 from migm_jax.sampling.noise import image_keys
-from migm_jax.weights import load_weights, read_config, save_weights, stored_target
+from migm_jax.weights import TOKENIZER_DIR, load_weights, read_config, save_weights, stored_target
 
 FAMILY = "dimoo"
-TOKENIZER_DIR = "tokenizer"
 # tokenization*.py: a tokenizer with its own code (run only with --trust-remote-code)
 TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
                    "tokenization*.py")

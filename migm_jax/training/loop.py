@@ -269,4 +269,4 @@ def export(cfg: TrainConfig, workdir: str, out_dir: str) -> dict[str, Any]:
     run = setup(cfg, workdir)  # builds the models (the teacher too) only once a checkpoint is known to exist
     ema = jax.device_get(run.state.ema)
     run.checkpoints.close()
-    return export_shortcut(out_dir, run.family, run.base_configs, jax.device_get(run.base_params), ema)
+    return export_shortcut(out_dir, run.family, run.base_configs, jax.device_get(run.base_params), ema, cfg.teacher_weights)
