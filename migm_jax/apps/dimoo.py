@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from migm_jax.convert.diffusers import diffusers_vq
 from migm_jax.convert.dimoo import dimoo_shortcut, llada, llada_config
+from migm_jax.files import check_output_dir, read_text_lines
 from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDAConfig
@@ -78,8 +79,7 @@ def prompts_from_args(args: argparse.Namespace) -> list[str]:
     """--prompt values then --prompt-file lines; ValueError if none or one is empty."""
     prompts = list(args.prompt or [])
     if args.prompt_file:
-        with open(args.prompt_file, encoding="utf-8") as f:
-            prompts += [line.strip() for line in f if line.strip()]
+        prompts += [line.strip() for line in read_text_lines(args.prompt_file, "--prompt-file") if line.strip()]
     if not prompts:
         raise ValueError("give --prompt TEXT [TEXT ...] or --prompt-file FILE")
     for i, p in enumerate(prompts):

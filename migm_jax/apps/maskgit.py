@@ -12,10 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from migm_jax.convert.maskgit import maskgit_shortcut, maskgit_transformer
+from migm_jax.convert.maskgit import check_heads, maskgit_shortcut, maskgit_transformer
 from migm_jax.convert.state_dict import CheckpointError
-from migm_jax.convert.taming import taming_vqgan
-from migm_jax.images import minmax_uint8, save_images
+from migm_jax.convert.taming import check_vqgan_files, taming_vqgan
+from migm_jax.convert.torch_file import check_checkpoint_file
+from migm_jax.files import check_output_dir
+from migm_jax.images import check_finite, minmax_uint8, save_images
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
@@ -28,9 +30,16 @@ FAMILY = "maskgit"
 
 
 def convert(vit: str, vqgan_dir: str, shortcut: str | None, out: str, heads: int = 16, shortcut_heads: int = 16) -> None:
-    """Converts MaskGIT_ImageNet_512.pth + VQGAN (last.ckpt, model.yaml) [+ maskgit-shortcut.pth] into `out`."""
-    parts = [("transformer", lambda: maskgit_transformer(vit, heads)),
-             ("vqgan", lambda: taming_vqgan(os.path.join(vqgan_dir, "last.ckpt"), os.path.join(vqgan_dir, "model.yaml")))]
+    """Converts MaskGIT_ImageNet_512.pth + VQGAN (last.ckpt, model.yaml) [+ maskgit-shortcut.pth] into `out`.
+    The arguments (head counts, the files, a writable `out`) are checked before any checkpoint is read."""
+    check_heads(heads, "--heads")
+    check_heads(shortcut_heads, "--shortcut-heads")
+    check_output_dir(out)
+    vq_files = os.path.join(vqgan_dir, "last.ckpt"), os.path.join(vqgan_dir, "model.yaml")
+    for path in (vit, shortcut) if shortcut else (vit,):
+        check_checkpoint_file(path)
+    check_vqgan_files(*vq_files)
+    parts = [("transformer", lambda: maskgit_transformer(vit, heads)), ("vqgan", lambda: taming_vqgan(*vq_files))]
     if shortcut:
         parts.append(("shortcut", lambda: maskgit_shortcut(shortcut, shortcut_heads)))
     configs, params = {}, {}
