@@ -113,12 +113,32 @@ def random_params(init, seed: int) -> dict:
 
 def sampling_from_args(args: argparse.Namespace) -> MaskGITSampling:
     """Validated sampler settings (MaskGIT defaults: N=15, w=2.8)."""
-    sampling = MaskGITSampling(steps=args.steps or 15, mode=args.mode, budget=args.budget,
+    sampling = MaskGITSampling(steps=15 if args.steps is None else args.steps, mode=args.mode, budget=args.budget,
                                cfg_w=2.8 if args.cfg is None else args.cfg,
                                r_temp=args.r_temp, sm_temp=args.sm_temp, sched_mode=args.schedule,
                                randomize=args.randomize)
     sampling.validate()
     return sampling
+
+
+def models_of(weights: str, sampling: MaskGITSampling, labels) -> MaskGITModels:
+    """The models of the weights dir `weights` from its config.json alone, checked against `sampling`
+    and `labels` (ValueError, one line), so that no param is read for settings that cannot run."""
+    _, configs = read_config(weights)
+    if "transformer" not in configs:
+        raise ValueError(f"{weights}/config.json lists no 'transformer'; is this a MaskGIT weights directory?")
+    tcfg = MaskTransformerConfig.from_dict(configs["transformer"])
+    check_labels(np.asarray(labels), tcfg.nclass)
+    if sampling.mode == "shortcut" and "shortcut" not in configs:
+        raise ValueError(f"{weights} holds no shortcut; convert with --shortcut or use --mode vanilla/reuse")
+    if "vqgan" not in configs:
+        raise ValueError(f"{weights} holds no image decoder (no 'vqgan'): it was exported from a random teacher "
+                         "without one; train from teacher_weights = a convert_weights.py directory (its VQGAN goes "
+                         "into the export), or give a random teacher one (teacher.vqgan) before training")
+    models = MaskGITModels(tcfg, MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
+                           VQGANConfig.from_dict(configs["vqgan"]))
+    models.validate(sampling, decode=True)
+    return models
 
 
 def run_sample(args: argparse.Namespace) -> None:
@@ -129,14 +149,8 @@ def run_sample(args: argparse.Namespace) -> None:
         models, params = demo_pipeline(args.seed)
         check_labels(np.asarray(args.labels), models.transformer.nclass)
     else:
-        _, configs = read_config(args.weights)
-        check_labels(np.asarray(args.labels), MaskTransformerConfig.from_dict(configs["transformer"]).nclass)
-        if args.mode == "shortcut" and "shortcut" not in configs:
-            raise ValueError(f"{args.weights} holds no shortcut; convert with --shortcut or use --mode vanilla/reuse")
-        _, configs, params = load_weights(args.weights)
-        models = MaskGITModels(MaskTransformerConfig.from_dict(configs["transformer"]),
-                               MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
-                               VQGANConfig.from_dict(configs["vqgan"]))
+        models = models_of(args.weights, sampling, args.labels)  # every check before the params are read
+        _, _, params = load_weights(args.weights)
     models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention, approximate_gelu=args.fast_gelu)
     labels = np.asarray(args.labels, np.int32)
     n_dev = jax.device_count()
@@ -156,6 +170,6 @@ def run_sample(args: argparse.Namespace) -> None:
         images.append(np.asarray(out["images"])[: len(batch)])
     print(f"sampling: {np.mean(times):.3f} s per batch of {bs} ({len(batches)} batches, mode {sampling.mode}, "
           f"N={sampling.steps}" + (f", B={sampling.budget})" if sampling.budget else ")"))
-    written = save_images(minmax_uint8(np.concatenate(images)), args.out, args.save_each)
+    written = save_images(minmax_uint8(check_finite(np.concatenate(images))), args.out, args.save_each)
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} images" if len(written) > 1 else ""))
 
