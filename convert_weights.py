@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Convert released PyTorch checkpoints into a weights directory for sample.py.
+r"""Convert released PyTorch checkpoints into a weights directory for sample.py.
 
   python convert_weights.py maskgit --vit MaskGIT_ImageNet_512.pth --vqgan-dir VQGAN/ \
       --shortcut maskgit-shortcut.pth --out weights/maskgit

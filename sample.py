@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generate images with MaskGIT-Shortcut or Lumina-DiMOO-Shortcut weights converted by convert_weights.py.
+r"""Generate images with MaskGIT-Shortcut or Lumina-DiMOO-Shortcut weights converted by convert_weights.py.
 
   python sample.py        # the embedded demo model: one image per class, vanilla and shortcut -> samples.png
   python sample.py --weights W --labels 1 7 282 604 --steps 32 --budget 12 --mode shortcut --out samples.png
@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from migm_jax.apps import dimoo, maskgit
+from migm_jax.apps.checks import check_sample_args
 from migm_jax.sampling.schedules import check_budget
 from migm_jax.weights import read_config
 
@@ -28,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget", type=int, help="full (base-model) steps B in shortcut/reuse mode, 2..N "
                                              "(default: the weights' recommended budget, if any)")
     p.add_argument("--cfg", type=float, help="classifier-free guidance weight (default 2.8 MaskGIT, 4.0 DiMOO)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed (default 1); image i of the run draws its noise from the key (seed, i)")
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
     p.add_argument("--attention", default="auto", choices=["auto", "cudnn", "xla", "exact"],
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
     try:
         if args.mode:
             check_budget(args.mode, args.steps, args.budget)  # known from the arguments: before touching any file
+        check_sample_args(args)
         family = maskgit.FAMILY if args.demo else read_config(args.weights)[0]
         if family == dimoo.FAMILY and args.mode is None:
             args.mode = "vanilla"

@@ -42,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from migm_jax.files import check_output_dir
     from migm_jax.training.config import load_config
 
     try:
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
         from migm_jax.training import loop
 
         if args.export is not None:
-            paths = loop.export(cfg, args.workdir, args.export or os.path.join(args.workdir, "export"))
+            out = check_output_dir(args.export or os.path.join(args.workdir, "export"), "--export")
+            paths = loop.export(cfg, args.workdir, out)
             print("wrote " + " and ".join(paths.values()))
         else:
             stopped = loop.train(cfg, args.workdir, progress=not args.no_progress)

@@ -1,4 +1,4 @@
-"""Turning decoded images into PNG files and grids."""
+"""Turning decoded images into PNG files and grids (written atomically: no partial file on error)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,18 @@ import os
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+from migm_jax.files import write_files_atomically
+
+
+def check_finite(images: np.ndarray) -> np.ndarray:
+    """`images` itself; ValueError when any value is NaN or infinite (nothing is written then)."""
+    images = np.asarray(images)
+    if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+        bad = sorted({int(i) for i in np.nonzero(~np.isfinite(images).reshape(len(images), -1).all(axis=1))[0]})
+        raise ValueError(f"the sampled images {', '.join(map(str, bad[:10]))} hold NaN or infinite values "
+                         "(non-finite weights or settings); no image written")
+    return images
 
 
 def unit_range(images) -> jnp.ndarray:
@@ -72,30 +84,28 @@ def labelled_grid(rows: list[np.ndarray], row_names: list[str], column_names: li
 
 def save_labelled_grid(rows: list[np.ndarray], row_names: list[str], column_names: list[str], out: str,
                        save_each: bool = False) -> list[str]:
-    """Writes `labelled_grid` to `out` (and out_<row>_<i>.png per image if save_each); returns the paths."""
-    save_png(labelled_grid(rows, row_names, column_names), out)
-    written = [out]
+    """Writes `labelled_grid` to `out` (and out_<row>_<i>.png per image if save_each); returns the paths.
+    All files appear together once all are complete."""
+    items = [(out, _png_writer(labelled_grid(rows, row_names, column_names)))]
     if save_each:
         stem, ext = os.path.splitext(out)
-        for r, images in enumerate(rows):
-            for i, img in enumerate(images):
-                written.append(f"{stem}_{r}_{i:03d}{ext or '.png'}")
-                save_png(img, written[-1])
-    return written
+        items += [(f"{stem}_{r}_{i:03d}{ext or '.png'}", _png_writer(img))
+                  for r, images in enumerate(rows) for i, img in enumerate(images)]
+    return write_files_atomically(items)
+def _png_writer(image: np.ndarray):
+    return lambda f: Image.fromarray(image).save(f, format="PNG")
 
 
 def save_png(image: np.ndarray, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(image).save(path)
+    """Writes a (H, W, 3) uint8 PNG; the file appears only once complete."""
+    write_files_atomically([(path, _png_writer(image))])
 
 
 def save_images(images: np.ndarray, out: str, save_each: bool = False, nrow: int = 5) -> list[str]:
-    """Writes a grid to `out` (and out_<i>.png per image if save_each); returns the written paths."""
-    save_png(make_grid(images, nrow), out)
-    written = [out]
+    """Writes a grid to `out` (and out_<i>.png per image if save_each); returns the written paths.
+    All files appear together once all are complete; after an error none was written or changed."""
+    items = [(out, _png_writer(make_grid(images, nrow)))]
     if save_each:
         stem, ext = os.path.splitext(out)
-        for i, img in enumerate(images):
-            written.append(f"{stem}_{i:03d}{ext or '.png'}")
-            save_png(img, written[-1])
-    return written
+        items += [(f"{stem}_{i:03d}{ext or '.png'}", _png_writer(img)) for i, img in enumerate(images)]
+    return write_files_atomically(items)

@@ -142,6 +142,8 @@ def _break(tmp_path, edit) -> str:
      "unexpected keys (1): model.transformer.blocks.0.q_proj.bias"),
     (lambda t: t.update({"model.transformer.blocks.0.k_proj.weight": np.zeros((64, 64), np.float32)}),
      "model.transformer.blocks.0.k_proj.weight: (64, 64) != expected (32, 64)"),
+    (lambda t: t.update({"model.transformer.blocks.1.ff_out.weight": np.full((64, 128), np.nan, np.float32)}),
+     "1 tensor(s) hold NaN or infinite values: model.transformer.blocks.1.ff_out.weight (model.safetensors)"),
 ])
 def test_converter_errors(tmp_path, edit, needle):
     with pytest.raises(CheckpointError) as e:

@@ -139,6 +139,11 @@ def cli(capsys):
     (["--config", SMOKE, "--set", "data_dir=/no/such/dir"], "data_dir: no such directory: /no/such/dir"),
     (["--config", SMOKE, "--set", "teacher.depthh=2"], "teacher: "),
     (["--config", SMOKE, "--set", "teacher.hidden=abc"], "teacher.hidden must be a number"),
+    (["--config", SMOKE, "--set", "teacher=5"], "--set teacher=5: teacher must be a dict, e.g. {'hidden': 64}, got 5"),
+    (["--config", SMOKE, "--set", "preview_budgets=3"], "preview_budgets must be a tuple, e.g. (4, 8), got 3"),
+    (["--config", SMOKE, "--set", "lr=-1e-4"], "lr must be a finite number >= 0, got -0.0001"),
+    (["--config", SMOKE, "--set", "weight_decay=1e999"], "weight_decay must be a finite number >= 0, got inf"),
+    (["--config", ROOT], f"config file {ROOT} is a directory"),
 ])
 def test_bad_config_is_one_line(cli, tmp_path, argv, msg):
     code, err = cli(*argv, "--workdir", str(tmp_path / "w"))

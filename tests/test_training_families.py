@@ -100,7 +100,11 @@ def test_dimoo_train_steps_rollout_and_export(tmp_path):
         state, metrics = step(state, raw, teacher, jnp.int32(m))
         losses.append(float(metrics["loss"]))
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
-    paths = export_shortcut(str(tmp_path), family, configs, base, jax.device_get(state.ema))
+    (tmp_path / "teacher" / "tokenizer").mkdir(parents=True)  # a teacher weights dir's tokenizer goes along
+    (tmp_path / "teacher" / "tokenizer" / "tokenizer.json").write_text("{}")
+    paths = export_shortcut(str(tmp_path / "out"), family, configs, base, jax.device_get(state.ema),
+                            str(tmp_path / "teacher"))
+    assert (tmp_path / "out" / "weights" / "tokenizer" / "tokenizer.json").read_text() == "{}"
     cfg_back, back = dimoo_shortcut(paths["pth"], family.llada)
     assert cfg_back == family.shortcut
     jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(state.ema))

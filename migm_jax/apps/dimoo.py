@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from migm_jax.convert.diffusers import diffusers_vq
 from migm_jax.convert.dimoo import dimoo_shortcut, llada, llada_config
+from migm_jax.files import check_output_dir, read_text_lines
 from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDAConfig
@@ -22,10 +23,9 @@ from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
 from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, check_size, load_tokenizer
 from migm_jax.sampling.noise import image_keys
-from migm_jax.weights import load_weights, read_config, save_weights, stored_target
+from migm_jax.weights import TOKENIZER_DIR, load_weights, read_config, save_weights, stored_target
 
 FAMILY = "dimoo"
-TOKENIZER_DIR = "tokenizer"
 # tokenization*.py: a tokenizer with its own code (run only with --trust-remote-code)
 TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
                    "tokenization*.py")
@@ -33,7 +33,9 @@ TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json",
 
 def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: TokenLayout = TokenLayout.real()) -> None:
     """Converts a Lumina-DiMOO HF folder (LLaDA safetensors + config.json, tokenizer files, vqvae/) and
-    optionally dimoo-shortcut.pth into the weights directory `out_dir` (LLaDA keeps its dtype, bf16)."""
+    optionally dimoo-shortcut.pth into the weights directory `out_dir` (LLaDA keeps its dtype, bf16).
+    `out_dir` is checked to be writable before any checkpoint is read."""
+    check_output_dir(out_dir)
     tok_files = sorted({f for pat in TOKENIZER_FILES for f in glob.glob(os.path.join(model_dir, pat))})
     if os.path.isdir(model_dir) and not tok_files:
         raise FileNotFoundError(f"no tokenizer files (tokenizer.json, tokenizer_config.json, ...) in {model_dir}")
@@ -79,8 +81,7 @@ def prompts_from_args(args: argparse.Namespace) -> list[str]:
     """--prompt values then --prompt-file lines; ValueError if none or one is empty."""
     prompts = list(args.prompt or [])
     if args.prompt_file:
-        with open(args.prompt_file, encoding="utf-8") as f:
-            prompts += [line.strip() for line in f if line.strip()]
+        prompts += [line.strip() for line in read_text_lines(args.prompt_file, "--prompt-file") if line.strip()]
     if not prompts:
         raise ValueError("give --prompt TEXT [TEXT ...] or --prompt-file FILE")
     for i, p in enumerate(prompts):
@@ -91,7 +92,7 @@ def prompts_from_args(args: argparse.Namespace) -> list[str]:
 
 def sampling_from_args(args: argparse.Namespace) -> DiMOOSampling:
     """Validated sampler settings (DiMOO defaults: N=64, cfg 4)."""
-    sampling = DiMOOSampling(steps=args.steps or 64, mode=args.mode, budget=args.budget,
+    sampling = DiMOOSampling(steps=64 if args.steps is None else args.steps, mode=args.mode, budget=args.budget,
                              cfg_scale=4.0 if args.cfg is None else args.cfg, temperature=args.temperature,
                              cache_ratio=args.cache_ratio, refresh_interval=args.refresh_interval,
                              warmup_ratio=args.warmup_ratio)
@@ -116,6 +117,10 @@ def run_sample(args: argparse.Namespace) -> None:
     _, configs = read_config(args.weights)
     if sampling.mode == "shortcut" and "shortcut" not in configs:
         raise ValueError(f"{args.weights} holds no shortcut; convert with a shortcut .pth or use --mode vanilla/reuse/cache")
+    if "vq" not in configs:
+        raise ValueError(f"{args.weights} holds no image decoder (no 'vq'): it was exported from a random teacher; "
+                         "train from teacher_weights = a convert_weights.py directory (its VQ decoder and tokenizer "
+                         "go into the export)")
     models = DiMOOModels(LLaDAConfig.from_dict(configs["llada"]), TokenLayout.from_dict(configs["layout"]),
                          DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
                          VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention)

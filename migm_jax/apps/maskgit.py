@@ -13,10 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from migm_jax.convert.maskgit import maskgit_shortcut, maskgit_transformer
+from migm_jax.convert.maskgit import check_heads, maskgit_shortcut, maskgit_transformer
 from migm_jax.convert.state_dict import CheckpointError
-from migm_jax.convert.taming import taming_vqgan
-from migm_jax.images import minmax_uint8, save_images, save_labelled_grid
+from migm_jax.convert.taming import check_vqgan_files, taming_vqgan
+from migm_jax.convert.torch_file import check_checkpoint_file
+from migm_jax.files import check_output_dir
+from migm_jax.images import check_finite, minmax_uint8, save_images, save_labelled_grid
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
@@ -29,9 +31,16 @@ FAMILY = "maskgit"
 
 
 def convert(vit: str, vqgan_dir: str, shortcut: str | None, out: str, heads: int = 16, shortcut_heads: int = 16) -> None:
-    """Converts MaskGIT_ImageNet_512.pth + VQGAN (last.ckpt, model.yaml) [+ maskgit-shortcut.pth] into `out`."""
-    parts = [("transformer", lambda: maskgit_transformer(vit, heads)),
-             ("vqgan", lambda: taming_vqgan(os.path.join(vqgan_dir, "last.ckpt"), os.path.join(vqgan_dir, "model.yaml")))]
+    """Converts MaskGIT_ImageNet_512.pth + VQGAN (last.ckpt, model.yaml) [+ maskgit-shortcut.pth] into `out`.
+    The arguments (head counts, the files, a writable `out`) are checked before any checkpoint is read."""
+    check_heads(heads, "--heads")
+    check_heads(shortcut_heads, "--shortcut-heads")
+    check_output_dir(out)
+    vq_files = os.path.join(vqgan_dir, "last.ckpt"), os.path.join(vqgan_dir, "model.yaml")
+    for path in (vit, shortcut) if shortcut else (vit,):
+        check_checkpoint_file(path)
+    check_vqgan_files(*vq_files)
+    parts = [("transformer", lambda: maskgit_transformer(vit, heads)), ("vqgan", lambda: taming_vqgan(*vq_files))]
     if shortcut:
         parts.append(("shortcut", lambda: maskgit_shortcut(shortcut, shortcut_heads)))
     configs, params = {}, {}
@@ -124,13 +133,40 @@ def sampling_from_args(args: argparse.Namespace, mode: str, recommended: dict) -
     return sampling
 
 
+def require_transformer(weights: str, configs: dict) -> None:
+    if "transformer" not in configs:
+        raise ValueError(f"{weights}/config.json lists no 'transformer'; is this a MaskGIT weights directory?")
+
+
+def models_of(weights: str, sampling: MaskGITSampling, labels) -> MaskGITModels:
+    """The models of the weights dir `weights` from its config.json alone, checked against `sampling`
+    and `labels` (ValueError, one line), so that no param is read for settings that cannot run."""
+    _, configs = read_config(weights)
+    require_transformer(weights, configs)
+    tcfg = MaskTransformerConfig.from_dict(configs["transformer"])
+    check_labels(np.asarray(labels), tcfg.nclass)
+    if sampling.mode == "shortcut" and "shortcut" not in configs:
+        raise ValueError(f"{weights} holds no shortcut; convert with --shortcut or use --mode vanilla/reuse")
+    if "vqgan" not in configs:
+        raise ValueError(f"{weights} holds no image decoder (no 'vqgan'): it was exported from a random teacher "
+                         "without one; train from teacher_weights = a convert_weights.py directory (its VQGAN goes "
+                         "into the export), or give a random teacher one (teacher.vqgan) before training")
+    models = models_from_configs(configs)
+    models.validate(sampling, decode=True)
+    return models
+
+
+def models_from_configs(configs: dict) -> MaskGITModels:
+    """The modules of a MaskGIT weights dir's configs (shortcut only when present)."""
+    return MaskGITModels(MaskTransformerConfig.from_dict(configs["transformer"]),
+                         MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
+                         VQGANConfig.from_dict(configs["vqgan"]))
+
+
 def load_pipeline(weights_dir: str) -> tuple[MaskGITModels, dict, dict]:
     """(models, float32 params, configs) of a MaskGIT weights dir (params may be stored in bfloat16)."""
     _, configs, params = load_weights(weights_dir)
-    models = MaskGITModels(MaskTransformerConfig.from_dict(configs["transformer"]),
-                           MaskGITShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
-                           VQGANConfig.from_dict(configs["vqgan"]))
-    return models, as_float32(params), configs
+    return models_from_configs(configs), as_float32(params), configs
 
 
 def describe(sampling: MaskGITSampling) -> str:
@@ -170,14 +206,15 @@ def run_sample(args: argparse.Namespace) -> None:
         configs = {}
     else:
         _, configs = read_config(args.weights)
-        if args.mode == "shortcut" and "shortcut" not in configs:
-            raise ValueError(f"{args.weights} holds no shortcut; convert with --shortcut or use --mode vanilla/reuse")
+        require_transformer(args.weights, configs)
     nclass = models.transformer.nclass if args.demo else MaskTransformerConfig.from_dict(configs["transformer"]).nclass
     labels = args.labels or (list(range(nclass)) if nclass <= 10 else list(IMAGENET_LABELS))
     check_labels(np.asarray(labels), nclass)
     modes = [args.mode] if args.mode else ["vanilla"] + (["shortcut"] if args.demo or "shortcut" in configs else [])
-    samplings = [sampling_from_args(args, mode, configs.get("sampling", {})) for mode in modes]  # before loading
+    samplings = [sampling_from_args(args, mode, configs.get("sampling", {})) for mode in modes]
     if not args.demo:
+        for sampling in samplings:
+            models_of(args.weights, sampling, labels)  # every check before the params are read
         models, params, _ = load_pipeline(args.weights)
     models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention, approximate_gelu=args.fast_gelu)
     labels = np.asarray(labels, np.int32)
@@ -187,7 +224,7 @@ def run_sample(args: argparse.Namespace) -> None:
         full = sampling.budget or sampling.steps
         print(f"{describe(sampling)} ({full} base-model steps): compile {compile_s:.2f} s, sampling "
               f"{np.sum(times):.3f} s for {len(labels)} images ({len(times)} batches)")
-        rows.append(minmax_uint8(images))
+        rows.append(minmax_uint8(check_finite(images)))
         names.append(f"{describe(sampling)}  {np.sum(times):.2f} s")
     if len(rows) == 1:
         written = save_images(rows[0], args.out, args.save_each)

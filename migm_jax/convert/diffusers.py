@@ -6,7 +6,6 @@ shape must fit, or CheckpointError names the offenders.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -15,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import load_file
 
-from migm_jax.convert.state_dict import StateDict, check_shapes
+from migm_jax.convert.state_dict import CheckpointError, StateDict, check_shapes
+from migm_jax.files import read_json
 from migm_jax.models.vqmodel import VQModel, VQModelConfig
 
 CONFIG_NAME = "config.json"
@@ -89,7 +89,13 @@ def diffusers_vq(vqvae_dir: str | os.PathLike) -> tuple[VQModelConfig, dict[str,
         if not os.path.isfile(os.path.join(folder, name)):
             raise FileNotFoundError(f"{os.path.join(folder, name)} not found: pass a diffusers VQModel folder "
                                     f"(with {CONFIG_NAME} and {WEIGHTS_NAME}) or its parent holding vqvae/")
-    with open(os.path.join(folder, CONFIG_NAME)) as fh:
-        cfg = VQModelConfig.from_diffusers_config(json.load(fh))
+    cfg = VQModelConfig.from_diffusers_config(read_json(os.path.join(folder, CONFIG_NAME), "download it again"))
     weights = os.path.join(folder, WEIGHTS_NAME)
-    return cfg, vq_params(load_file(weights), cfg, weights)
+    try:
+        tensors = load_file(weights)
+    except Exception as e:  # noqa: BLE001  SafetensorError is a bare Exception subclass
+        if isinstance(e, OSError):
+            raise
+        raise CheckpointError(f"{weights} is a damaged safetensors file ({e}); the download may be incomplete: "
+                              "download it again") from None
+    return cfg, vq_params(tensors, cfg, weights)

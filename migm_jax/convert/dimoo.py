@@ -9,7 +9,6 @@ holds more than one tensor of the model.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Optional, Union
 
@@ -22,6 +21,8 @@ from tqdm.auto import tqdm
 from migm_jax.convert.state_dict import (CheckpointError, StateDict, check_shapes, count_indexed, shortcut_projections,
                                          shortcut_widths)
 from migm_jax.convert.torch_file import load_torch_file
+from migm_jax.files import read_json
+from migm_jax.weights import all_finite
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 
@@ -58,8 +59,11 @@ def llada_abstract_params(cfg: LLaDAConfig, param_dtype=jnp.float32) -> dict:
 def _shard_files(model_dir: str) -> list[str]:
     index = os.path.join(model_dir, INDEX_FILE)
     if os.path.isfile(index):
-        with open(index) as f:
-            return sorted(set(json.load(f)["weight_map"].values()))
+        index_json = read_json(index, "download it again")
+        weight_map = index_json.get("weight_map") if isinstance(index_json, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{index} has no 'weight_map' of shard file names; download it again")
+        return sorted(set(weight_map.values()))
     if os.path.isfile(os.path.join(model_dir, SINGLE_FILE)):
         return [SINGLE_FILE]
     raise FileNotFoundError(f"no {INDEX_FILE} or {SINGLE_FILE} in {model_dir}; is this a Lumina-DiMOO / LLaDA HF folder?")
@@ -114,8 +118,7 @@ def llada_config(model_dir: str | os.PathLike) -> LLaDAConfig:
         raise FileNotFoundError(f"LLaDA checkpoint folder not found: {model_dir} (download Alpha-VLLM/Lumina-DiMOO first)")
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"config.json missing in {model_dir}; is this a Lumina-DiMOO / LLaDA HF folder?")
-    with open(config_path) as f:
-        return LLaDAConfig.from_hf_config(json.load(f))
+    return LLaDAConfig.from_hf_config(read_json(config_path, "download it again"))
 
 
 def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
@@ -139,13 +142,14 @@ def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
     key_map = llada_key_map(cfg)
     headers = {}
     for fname in fnames:
-        with safe_open(os.path.join(model_dir, fname), framework="numpy") as f:
+        with open_safetensors(os.path.join(model_dir, fname)) as f:
             headers[fname] = {k: f.get_slice(k).get_shape() for k in f.keys()}
     _validate(headers, key_map, llada_abstract_params(cfg), model_dir)
 
     params: dict = {}
+    finite: dict = {}  # (file, key) -> on-device flag, fetched once at the end
     for fname in tqdm(fnames, desc="LLaDA shards", unit="shard"):
-        with safe_open(os.path.join(model_dir, fname), framework="numpy") as f:
+        with open_safetensors(os.path.join(model_dir, fname)) as f:
             for key in headers[fname]:
                 path, transpose = key_map[key]
                 if shardings is None:
@@ -154,8 +158,26 @@ def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
                     sharding = shardings(path)
                 else:
                     sharding = _tree_get(shardings, path)
-                _tree_set(params, path, _place(f.get_slice(key), transpose, dtype, sharding))
+                array = _place(f.get_slice(key), transpose, dtype, sharding)
+                _tree_set(params, path, array)
+                if jnp.issubdtype(array.dtype, jnp.inexact):
+                    finite[(fname, key)] = all_finite(array)
+    bad = [f"{key} ({fname})" for (fname, key), ok in zip(finite, jax.device_get(list(finite.values()))) if not ok]
+    if bad:
+        raise CheckpointError(f"{model_dir}: {len(bad)} tensor(s) hold NaN or infinite values: {', '.join(bad[:5])}; "
+                              "the checkpoint is damaged, download it again")
     return cfg, params
+
+
+def open_safetensors(path: str):
+    """safe_open(path) with a one-line CheckpointError naming the file when it is damaged or cut off."""
+    try:
+        return safe_open(path, framework="numpy")
+    except Exception as e:  # noqa: BLE001  SafetensorError is a bare Exception subclass
+        if isinstance(e, OSError):
+            raise
+        raise CheckpointError(f"{path} is a damaged safetensors file ({e}); the download may be incomplete: "
+                              "download it again") from None
 
 
 def _place(tensor, transpose: bool, dtype: Optional[Any], sharding) -> jax.Array:

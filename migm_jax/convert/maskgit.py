@@ -27,6 +27,12 @@ def _ff(sd: StateDict, prefix: str) -> dict:
     return {"fc1": sd.linear(f"{prefix}.net.0"), "fc2": sd.linear(f"{prefix}.net.3")}
 
 
+def check_heads(heads: int, flag: str) -> None:
+    """ValueError unless `heads` is a whole number >= 1 (head counts are not stored in the checkpoints)."""
+    if isinstance(heads, bool) or not isinstance(heads, (int, np.integer)) or heads < 1:
+        raise ValueError(f"{flag} must be a number of attention heads >= 1, got {heads}")
+
+
 def transformer_config_from_state_dict(tensors: dict, heads: int) -> MaskTransformerConfig:
     """Infers hidden/depth/mlp/grid/codebook from shapes (nclass fixed at 1000 as in the original)."""
     try:
@@ -35,6 +41,7 @@ def transformer_config_from_state_dict(tensors: dict, heads: int) -> MaskTransfo
         mlp = tensors["transformer.layers.0.1.fn.net.0.weight"].shape[0]
     except KeyError as e:
         raise CheckpointError(f"MaskGIT transformer checkpoint lacks key {e}; is this a MaskGIT .pth?") from None
+    check_heads(heads, "--heads")
     depth = count_indexed(tensors, "transformer.layers")
     grid = math.isqrt(seq_len - 1)
     if grid * grid + 1 != seq_len:
@@ -88,6 +95,7 @@ def maskgit_transformer(path: str | os.PathLike, heads: int = 16) -> tuple[MaskT
 
 def shortcut_config_from_state_dict(tensors: dict, heads: int) -> MaskGITShortcutConfig:
     """Infers n_block, bottleneck ratio and embed_t from the keys and shapes."""
+    check_heads(heads, "--shortcut-heads")
     width, hidden = shortcut_widths(tensors, "blocks.0.cross_attn.norm.weight", "MaskGIT")
     n_block = count_indexed(tensors, "blocks")
     if width % heads:

@@ -22,6 +22,12 @@ class CheckpointError(ValueError):
 Origin = tuple[str, tuple[int, ...]]  # (checkpoint key, stored shape)
 
 
+def _is_float(dtype) -> bool:
+    import jax.numpy as jnp  # knows bfloat16
+
+    return bool(jnp.issubdtype(dtype, jnp.inexact))
+
+
 class StateDict:
     """A flat `{name: array}` mapping with consumption tracking and layout helpers.
 
@@ -35,6 +41,7 @@ class StateDict:
         self.source = source
         self.used: set[str] = set()
         self.missing: list[str] = []
+        self.nonfinite: list[str] = []
         self._origins: dict[int, tuple[np.ndarray, str, tuple[int, ...]]] = {}
 
     def get(self, key: str, layout: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
@@ -44,6 +51,8 @@ class StateDict:
             return np.zeros((0,), np.float32)
         self.used.add(key)
         stored = np.asarray(self.tensors[key])
+        if _is_float(stored.dtype) and not np.isfinite(stored).all():
+            self.nonfinite.append(key)
         return self._record(stored if layout is None else layout(stored), key, stored.shape)
 
     def _record(self, array: np.ndarray, key: str, stored_shape: tuple[int, ...]) -> np.ndarray:
@@ -84,7 +93,10 @@ class StateDict:
         return parts
 
     def finish(self) -> None:
-        """Raises CheckpointError naming every missing and every unused key."""
+        """Raises CheckpointError naming every missing and every unused key, and every tensor holding NaN or Inf."""
+        if self.nonfinite:
+            raise CheckpointError(f"{self.source}: {len(self.nonfinite)} tensor(s) hold NaN or infinite values: "
+                                  f"{', '.join(self.nonfinite[:10])}; the checkpoint is damaged or diverged")
         unexpected = sorted(set(self.tensors) - self.used)
         if self.missing or unexpected:
             lines = [f"{self.source}: checkpoint does not match the model"]

@@ -27,8 +27,13 @@ DDCONFIG_FIELDS = ("z_channels", "ch", "ch_mult", "num_res_blocks", "attn_resolu
 
 def config_from_yaml(yaml_path: str | os.PathLike) -> VQGANConfig:
     """Reads `model.params.{embed_dim, n_embed, ddconfig}` of a taming `model.yaml`."""
-    with open(yaml_path) as f:
-        doc = yaml.safe_load(f)
+    try:
+        with open(yaml_path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        problem = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{yaml_path} is not a readable YAML file ({problem}); use the model.yaml that ships "
+                              "with last.ckpt") from None
     try:
         params = doc["model"]["params"]
         dd = params["ddconfig"]
@@ -106,13 +111,18 @@ def vqgan_params(tensors: dict, cfg: VQGANConfig, source: str) -> dict:
     return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), p)
 
 
-def taming_vqgan(ckpt_path: str | os.PathLike, yaml_path: str | os.PathLike) -> tuple[VQGANConfig, dict]:
-    """Reads a taming VQGAN folder's `last.ckpt` and `model.yaml` -> (config, params)."""
+def check_vqgan_files(ckpt_path: str | os.PathLike, yaml_path: str | os.PathLike) -> None:
+    """FileNotFoundError (one line) unless both files are there."""
     if not os.path.isfile(yaml_path):
         raise FileNotFoundError(f"VQGAN config not found: {yaml_path} (pass the model.yaml that ships with last.ckpt)")
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"VQGAN checkpoint not found: {ckpt_path} (download the MaskGIT VQGAN last.ckpt "
                                 "and pass its path)")
+
+
+def taming_vqgan(ckpt_path: str | os.PathLike, yaml_path: str | os.PathLike) -> tuple[VQGANConfig, dict]:
+    """Reads a taming VQGAN folder's `last.ckpt` and `model.yaml` -> (config, params)."""
+    check_vqgan_files(ckpt_path, yaml_path)
     cfg = config_from_yaml(yaml_path)
     obj = load_torch_file(ckpt_path)
     tensors = obj.get("state_dict") if isinstance(obj, dict) else None

@@ -115,15 +115,23 @@ class _Unpickler(pickle.Unpickler):
         return self._storages[key]
 
 
+def check_checkpoint_file(path: str | os.PathLike) -> str:
+    """`path` as a string; FileNotFoundError / IsADirectoryError (one line) unless it is a file."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory; give the checkpoint file (.pth / .ckpt)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path} (check the path or download it first)")
+    return path
+
+
 def load_torch_file(path: str | os.PathLike) -> Any:
     """Loads a `torch.save` file; tensors come back as numpy arrays (same dtype, same layout).
 
     Raises FileNotFoundError with the path when the file is missing, and ValueError naming the file when
     it is not a readable torch checkpoint (another format, damaged, legacy format without torch).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path} (check the path or download it first)")
+    path = check_checkpoint_file(path)
     if not zipfile.is_zipfile(path):
         return _load_legacy(path)
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Optional
 
 import jax
@@ -64,6 +65,9 @@ class DiMOOSampling:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        for name in ("cfg_scale", "temperature", "cache_ratio", "warmup_ratio"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.cfg_scale < 0:
             raise ValueError(f"cfg scale must be >= 0, got {self.cfg_scale}")
         if self.temperature < 0:

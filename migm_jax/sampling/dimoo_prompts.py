@@ -153,8 +153,19 @@ def _right_pad(prompts: Sequence[Sequence[int]], region: np.ndarray, pad_to: Opt
     return ids, valid, lens
 
 
+def _no_torch_notice(record) -> bool:
+    return "PyTorch was not found" not in record.getMessage()
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
-    """The DiMOO tokenizer from a local directory (never the hub)."""
+    """The DiMOO tokenizer from a local directory (never the hub). The import does not print
+    transformers' "PyTorch was not found" notice: only its tokenizers are used here."""
+    import logging
+    import os
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"tokenizer folder not found: {path}")
+    logging.getLogger("transformers").addFilter(_no_torch_notice)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)

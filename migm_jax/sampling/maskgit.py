@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Callable, Optional
 
 import jax
@@ -21,7 +22,7 @@ from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
 from migm_jax.sampling.noise import JaxNoise, row_keys, step_keys
-from migm_jax.sampling.schedules import maskgit_schedule, step_kinds
+from migm_jax.sampling.schedules import MASKGIT_SCHEDULES, maskgit_schedule, step_kinds
 from migm_jax.sampling.selection import select_top_k
 
 RANDOMIZE_MODES = ("linear", "warm_up", "random", "none")
@@ -40,14 +41,21 @@ class MaskGITSampling:
     sched_mode: str = "arccos"
     randomize: str = "linear"
 
-    def validate(self) -> None:
-        """Raises ValueError with a one-line explanation for an impossible configuration."""
+    def validate(self, grid: Optional[int] = None) -> None:
+        """Raises ValueError with a one-line explanation for an impossible configuration; with the
+        model's token `grid`, also when the steps cannot fill grid x grid tokens."""
         if self.steps < 2:
             raise ValueError(f"steps must be >= 2, got {self.steps}")
+        for name in ("cfg_w", "r_temp", "sm_temp"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.randomize not in RANDOMIZE_MODES:
             raise ValueError(f"randomize must be one of {', '.join(RANDOMIZE_MODES)}, got {self.randomize!r}")
         step_kinds(self.mode, self.steps, self.budget)  # also checks the budget
-        maskgit_schedule(self.steps, self.sched_mode)
+        if self.sched_mode not in MASKGIT_SCHEDULES:
+            raise ValueError(f"unknown schedule {self.sched_mode!r}; choose one of {', '.join(MASKGIT_SCHEDULES)}")
+        if grid is not None:
+            maskgit_schedule(self.steps, self.sched_mode, grid)
 
 
 def trajectory_sampling(settings: dict) -> MaskGITSampling:
@@ -108,6 +116,20 @@ class MaskGITModels:
     approximate_gelu: bool = False  # tanh GELU: faster on GPU, for bf16 compute
     vqgan_dtype: str = "float32"
 
+    def validate(self, sampling: MaskGITSampling, decode: bool) -> None:
+        """Raises ValueError (one line) when the parts cannot serve `sampling` (or decode images)."""
+        sampling.validate(self.transformer.grid)
+        if sampling.mode == "shortcut":
+            if self.shortcut is None:
+                raise ValueError("mode shortcut needs a shortcut model (MaskGITModels.shortcut is None)")
+            if self.shortcut.hidden != self.transformer.hidden:
+                raise ValueError(f"shortcut hidden {self.shortcut.hidden} != transformer hidden {self.transformer.hidden}")
+        if decode:
+            if self.vqgan is None:
+                raise ValueError("decoding images needs a VQGAN (MaskGITModels.vqgan is None); decode=False gives codes")
+            if self.vqgan.n_embed != self.transformer.codebook_size:
+                raise ValueError(f"VQGAN n_embed {self.vqgan.n_embed} != transformer codebook {self.transformer.codebook_size}")
+
 
 def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dict, labels: jax.Array,
                    key: jax.Array, noise=JaxNoise(), capture: bool = False, decode: bool = True) -> dict:
@@ -120,6 +142,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     float32 = the feature each step decides from (both CFG halves) if capture}.
     """
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
+    check_label_array(labels, tcfg.nclass)
     transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu, kv_bias=False)
     tp = {"params": cast_kernels(without_kv_biases(params["transformer"]), dtype)}
     b, n, steps = labels.shape[0], tcfg.grid * tcfg.grid, sampling.steps
@@ -179,16 +202,55 @@ def build_sampler(models: MaskGITModels, sampling: MaskGITSampling, capture: boo
 
     With a `mesh`, labels and outputs are sharded over its 'data' axis, params replicated; the
     sharded sampler draws its own noise (fn(params, labels, key)).
+    The settings and models are checked here (ValueError); each call (and `fn.lower`) first checks its
+    labels on the host (`check_label_array`).
     """
-    sampling.validate()
+    models.validate(sampling, decode)
     fn = functools.partial(sample_maskgit, models, sampling, capture=capture, decode=decode)
     if mesh is None:
-        return jax.jit(fn)
+        return LabelChecked(jax.jit(fn), models.transformer.nclass)
     fn = functools.partial(fn, noise=JaxNoise())
     from migm_jax.sharding import batch_sharding, replicated
 
     rep, data = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(fn, in_shardings=(rep, data, rep))
+    return LabelChecked(jax.jit(fn, in_shardings=(rep, data, rep)), models.transformer.nclass)
+
+
+class LabelChecked:
+    """A jitted sampler fn(params, labels, ...) whose calls and `lower` first check the labels on the
+    host (`check_label_array`); every other attribute is the jitted function's."""
+
+    def __init__(self, fn, nclass: int):
+        self.fn, self.nclass = fn, nclass
+
+    def __call__(self, params, labels, *args, **kwargs):
+        check_label_array(labels, self.nclass)
+        return self.fn(params, labels, *args, **kwargs)
+
+    def lower(self, params, labels, *args, **kwargs):
+        check_label_array(labels, self.nclass)
+        return self.fn.lower(params, labels, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.fn, name)
+
+
+def check_label_array(labels, nclass: int) -> None:
+    """ValueError (one line) unless `labels` is a 1-D array of integer class ids in [0, nclass). Traced
+    or abstract labels (inside jit, a ShapeDtypeStruct) are checked for their dtype and shape only."""
+    dtype, shape = getattr(labels, "dtype", None), getattr(labels, "shape", None)
+    if dtype is None:
+        labels = np.asarray(labels)
+        dtype, shape = labels.dtype, labels.shape
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(f"labels must be integer class ids, got dtype {np.dtype(dtype).name}")
+    if len(shape) != 1:
+        raise ValueError(f"labels must be a 1-D array of class ids, got shape {tuple(shape)}")
+    if isinstance(labels, (jax.core.Tracer, jax.ShapeDtypeStruct)):
+        return
+    if isinstance(labels, jax.Array) and not labels.is_fully_addressable:
+        return  # a global array of several processes: each checks the labels it was given
+    check_labels(np.asarray(labels), nclass)
 
 
 def check_labels(labels: np.ndarray, nclass: int) -> None:

@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 from typing import Any, Optional, Sequence
 
@@ -117,6 +118,9 @@ class TrainConfig:
         need(all(isinstance(b, int) and b >= 2 for b in self.preview_budgets),
              f"preview_budgets must be budgets >= 2, got {self.preview_budgets}")
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("lr", "weight_decay", "decay_gamma", "mse_weight", "kl_weight"):
+            need(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0,
+                 f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         need(self.attention_impl in (None, "cudnn", "xla"), "attention_impl must be None, cudnn or xla")
         for name in ("compute_dtype", "teacher_dtype", "export_dtype"):
@@ -134,6 +138,8 @@ class TrainConfig:
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> TrainConfig:
     """Runs the config file's `get_config()`, applies `key=value` overrides, validates."""
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a directory; give a Python file defining get_config()")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"migm_config_{abs(hash(path))}", path)
@@ -165,6 +171,11 @@ def _typed(item: str, label: str, current: Any, value: Any) -> Any:
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"--set {item}: {label} must be True or False")
+    elif isinstance(current, (dict, tuple, list)) and not isinstance(value, type(current)):
+        kinds = {dict: "a dict, e.g. {'hidden': 64}", tuple: "a tuple, e.g. (4, 8)", list: "a list, e.g. [4, 8]"}
+        if not (isinstance(current, tuple) and isinstance(value, list)):
+            raise ConfigError(f"--set {item}: {label} must be {kinds[type(current)]}, got {value!r}")
+        value = tuple(value)
     elif isinstance(current, (int, float)):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(f"--set {item}: {label} must be a number")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 from typing import Optional
 
 import numpy as np
 
 from migm_jax.convert.torch_file import save_torch_file
 from migm_jax.models.shortcut import MaskGITShortcutConfig
-from migm_jax.weights import cast_floating, save_weights
+from migm_jax.weights import TOKENIZER_DIR, cast_floating, save_weights
 
 
 def _linear(sd: dict, prefix: str, p: dict) -> None:
@@ -77,16 +78,21 @@ def dimoo_shortcut_state_dict(cfg, params: dict) -> dict[str, np.ndarray]:
 
 
 def export_shortcut(out_dir: str, family, base_configs: dict, base_params: dict, ema: dict,
-                    sampling: Optional[dict] = None, dtype: str = "float32") -> dict[str, str]:
+                    sampling: Optional[dict] = None, dtype: str = "float32", teacher_dir: Optional[str] = None
+                    ) -> dict[str, str]:
     """Writes `<out_dir>/weights` (base modules + the shortcut, loadable by sample.py; floating params
     stored as `dtype`; `sampling`: the sampler settings it was trained for, sample.py's defaults) and
-    `<out_dir>/shortcut.pth` (float32, the original's key names). Returns {'weights': path, 'pth': path}."""
+    `<out_dir>/shortcut.pth` (float32, the original's key names). Returns {'weights': path, 'pth': path}.
+    teacher_dir: the teacher's weights dir; its tokenizer folder (DiMOO) is copied into the export."""
     state_dicts = {"maskgit": maskgit_shortcut_state_dict, "dimoo": dimoo_shortcut_state_dict}
     weights = os.path.join(out_dir, "weights")
     configs = {**base_configs, "shortcut": family.shortcut.to_dict()}
     if sampling:
         configs["sampling"] = dict(sampling)
     save_weights(weights, family.name, configs, cast_floating({**base_params, "shortcut": ema}, dtype))
+    tokenizer = os.path.join(teacher_dir, TOKENIZER_DIR) if teacher_dir else None
+    if tokenizer and os.path.isdir(tokenizer):
+        shutil.copytree(tokenizer, os.path.join(weights, TOKENIZER_DIR), dirs_exist_ok=True)
     pth = os.path.join(out_dir, "shortcut.pth")
     state_dict = state_dicts[family.name](family.shortcut, ema)
     save_torch_file(pth, {k: np.asarray(v, np.float32) for k, v in state_dict.items()})

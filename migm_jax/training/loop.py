@@ -60,10 +60,9 @@ class Run:
 def check_resumable(checkpoints: Checkpoints, cfg: TrainConfig, workdir: str) -> None:
     """ConfigError (one line) when the latest checkpoint was saved with a config that differs from
     `cfg` in a field a resumed run may not change; reads only the checkpoint's small JSON item."""
-    step = checkpoints.latest_step()
+    step, meta = checkpoints.latest_meta()
     if step is None:
         return
-    meta = checkpoints.restore_meta(step)
     diffs = config_differences(meta["config"], cfg) if "config" in meta else []
     if diffs:
         raise ConfigError(f"cannot resume {workdir}: its checkpoint (step {step}) was trained with a different config: "
@@ -174,6 +173,11 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         raise ConfigError(f"checkpoint at step {start} has data position {run.position}; accum_steps changed?")
     if start:
         print(f"resumed from step {start} in {workdir}")
+    if start >= cfg.total_steps:
+        print(f"nothing to train: the checkpoint is at step {start}, total_steps is {cfg.total_steps} "
+              "(raise total_steps to train further)")
+        run.checkpoints.close()
+        return None
     log = MetricsLog(workdir, start)
     bar = tqdm(total=cfg.total_steps, initial=start, unit="step", disable=not progress or jax.process_index() != 0)
     def finish(step: int, micro: list, t0: float) -> None:

@@ -198,7 +198,7 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
     try:
         scfg = MaskGITShortcutConfig(**{**cfg.shortcut, "hidden": tcfg.hidden})
         sampling = trajectory_sampling(cfg.sampling)
-        sampling.validate()
+        sampling.validate(tcfg.grid)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"shortcut/sampling: {e}") from None
     if scfg.width % scfg.heads:

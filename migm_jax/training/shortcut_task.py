@@ -73,4 +73,4 @@ class ShortcutTask:
 
     def export(self, state, out_dir: str) -> dict:
         return export_shortcut(out_dir, self.family, self.base_configs, jax.device_get(self.base_params),
-                               jax.device_get(state.ema), self.cfg.sampling, self.cfg.export_dtype)
+                               jax.device_get(state.ema), self.cfg.sampling, self.cfg.export_dtype, self.cfg.teacher_weights)
