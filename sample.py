@@ -24,7 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--demo", action="store_true", help="use a small randomly initialised (untrained) MaskGIT model")
     p.add_argument("--mode", choices=["vanilla", "shortcut", "reuse", "cache"],
                    help="vanilla: base model every step; shortcut/reuse: --budget full steps; cache: DiMOO ML-Cache "
-                        "(default: MaskGIT vanilla and, when the weights hold one, shortcut, a grid row each; DiMOO vanilla)")
+                        "(default: MaskGIT vanilla and, when the weights hold one and a budget is known, shortcut, a grid row "
+                        "each; DiMOO vanilla)")
     p.add_argument("--steps", type=int, help="number of steps N (default 15 MaskGIT, 64 DiMOO)")
     p.add_argument("--budget", type=int, help="full (base-model) steps B in shortcut/reuse mode, 2..N "
                                              "(default: the weights' recommended budget, if any)")
@@ -32,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1,
                    help="random seed (default 1); image i of the run draws its noise from the key (seed, i)")
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: all at once)")
-    p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute dtype")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="compute dtype (auto: bfloat16 on GPU/TPU, float32 on CPU, where it is faster)")
     p.add_argument("--attention", default="auto", choices=["auto", "cudnn", "xla", "exact"],
                    help="attention kernel: cudnn (fused flash attention, GPU), xla, exact (float32 softmax); "
                         "auto = cudnn on GPU in bfloat16, exact elsewhere")
@@ -49,9 +51,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.weights = DEMO_MASKGIT
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.attention == "auto":
-        import jax
+    import jax
 
+    if args.dtype == "auto":
+        args.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    if args.attention == "auto":
         # cuDNN's fused attention takes half-precision inputs only
         args.attention = "cudnn" if jax.default_backend() == "gpu" and args.dtype == "bfloat16" else "exact"
     args.attention = None if args.attention == "exact" else args.attention  # None: the models' exact path

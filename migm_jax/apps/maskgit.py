@@ -198,7 +198,7 @@ def generate(models: MaskGITModels, params: dict, sampling: MaskGITSampling, lab
 
 def run_sample(args: argparse.Namespace) -> None:
     """Samples the requested labels with each requested mode (default: vanilla, and the shortcut when
-    the weights hold one), prints compile and sampling times, writes one PNG (a labelled row per mode
+    the weights hold one and a budget is known: --budget or the weights' recommended one), prints compile and sampling times, writes one PNG (a labelled row per mode
     when there are several)."""
     if args.demo:
         print("DEMO: randomly initialised small model (no trained weights) - the images are noise-like by design")
@@ -210,7 +210,9 @@ def run_sample(args: argparse.Namespace) -> None:
     nclass = models.transformer.nclass if args.demo else MaskTransformerConfig.from_dict(configs["transformer"]).nclass
     labels = args.labels or (list(range(nclass)) if nclass <= 10 else list(IMAGENET_LABELS))
     check_labels(np.asarray(labels), nclass)
-    modes = [args.mode] if args.mode else ["vanilla"] + (["shortcut"] if args.demo or "shortcut" in configs else [])
+    budget_known = args.budget is not None or "budget" in configs.get("sampling", {})
+    with_shortcut = (args.demo or "shortcut" in configs) and budget_known  # the default comparison needs a budget
+    modes = [args.mode] if args.mode else ["vanilla"] + (["shortcut"] if with_shortcut else [])
     samplings = [sampling_from_args(args, mode, configs.get("sampling", {})) for mode in modes]
     if not args.demo:
         for sampling in samplings:

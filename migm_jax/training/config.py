@@ -107,7 +107,6 @@ class TrainConfig:
             need(bool(self.model), f"task {self.task} needs model (the module config's fields)")
         need(self.task != "transformer" or self.tokenizer is not None,
              "task transformer needs tokenizer (the weights dir of a trained VQGAN: train.py --export of a vqgan run)")
-        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         need(self.render_images >= 1, f"render_images must be >= 1, got {self.render_images}")
         for name in ("batch_size", "accum_steps", "online_images", "online_reuse", "val_images", "val_batches",
