@@ -43,12 +43,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     groups = {maskgit.FAMILY: maskgit.add_sample_args(p), dimoo.FAMILY: dimoo.add_sample_args(p)}
     args = p.parse_args(argv)
     args.family_options = {family: given_options(args, group) for family, group in groups.items()}
-    if args.demo and args.weights:
-        p.error("give --weights DIR or --demo, not both")
-    if not args.demo and not args.weights:
-        from migm_jax.assets import DEMO_MASKGIT
-
-        args.weights = DEMO_MASKGIT
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     import jax
@@ -78,6 +72,12 @@ def check_family_options(args: argparse.Namespace, family: str) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        if args.demo and args.weights:
+            raise ValueError("--demo (a random model) and --weights exclude each other; give one of them")
+        if not args.demo and not args.weights:
+            from migm_jax.assets import DEMO_MASKGIT
+
+            args.weights = DEMO_MASKGIT
         if args.mode:
             check_budget(args.mode, args.steps, args.budget)  # known from the arguments: before touching any file
         check_sample_args(args)

@@ -24,6 +24,7 @@ def run_cli(*args):
     (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8"], "mode shortcut needs --budget B"),
     (["--weights", "no/such/dir", "--mode", "vanilla", "--steps", "8", "--budget", "4"], "--budget applies to modes shortcut and reuse, not vanilla"),
     (["--weights", "no/such/dir"], "no converted weights at no/such/dir"),
+    (["--weights", "no/such/dir", "--demo"], "--demo (a random model) and --weights exclude each other"),
 ])
 def test_sample_errors_are_one_line(args, msg):
     code, out, err = run_cli("sample.py", *args)
