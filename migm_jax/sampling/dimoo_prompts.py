@@ -19,6 +19,18 @@ SYSTEM_PROMPT = "Generate an image according to the text prompt."
 UNCONDITION = "<uncondition>"
 PAD_ID = 0  # filler of padded columns; never attended to and never read back
 
+# Token strings of the layout's special ids, looked up in a model folder's tokenizer. Confirmed for the
+# released tokenizer: '<|mdm_mask|>' (LLaDA's mask token, 126336) and '<uncondition>' (the t2i template
+# tokenizes it to 126351). The released strings of the other five ids are not known: Lumina-DiMOO's code
+# writes them as numbers only (its comments call 126349 / 126350 '<Image>' / '</Image>' and 126354
+# '<answer>', and it tokenizes answers ending in '</answer>'; NEWLINE 126084 is never named). Hence a folder
+# with the released vocabulary (134548 = 126356 + 8192 columns, both confirmed ids at their released values)
+# keeps those five ids from `TokenLayout.real()` without looking at its tokenizer; any other folder's
+# tokenizer must hold all seven strings below ('<newline>' is this port's own name).
+LAYOUT_TOKENS = {"mask": "<|mdm_mask|>", "uncond": "<uncondition>", "newline": "<newline>", "boi": "<Image>",
+                 "eoi": "</Image>", "boa": "<answer>", "eoa": "</answer>"}
+CONFIRMED_TOKENS = ("mask", "uncond")
+
 
 @dataclasses.dataclass(frozen=True)
 class TokenLayout:
@@ -52,6 +64,58 @@ class TokenLayout:
         if "vocab_size" in d and int(d["vocab_size"]) != layout.vocab_size:
             raise ValueError(f"vocab_size {d['vocab_size']} != text_vocab_size + codebook_size ({layout.vocab_size})")
         return layout
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, vocab_size: int, codebook_size: int, source: str = "the tokenizer",
+                       ) -> "TokenLayout":
+        """The layout of a model with `vocab_size` logit columns whose last `codebook_size` are the image codes
+        (image code c has id vocab_size - codebook_size + c, as the original's generator infers it), with the
+        special ids from `tokenizer` (`convert_tokens_to_ids` of `LAYOUT_TOKENS`).
+
+        A tokenizer with the released vocabulary gets `real()` (see `LAYOUT_TOKENS`: only two released token
+        strings are known). Raises ValueError (one line, naming `source`, e.g. the tokenizer file) for a
+        missing token or a layout that fails `check`."""
+        real = cls.real()
+
+        def lookup(name: str) -> Optional[int]:
+            token = LAYOUT_TOKENS[name]
+            i = tokenizer.convert_tokens_to_ids(token)
+            unk = getattr(tokenizer, "unk_token", None)
+            if i is None or (i == getattr(tokenizer, "unk_token_id", None) and token != unk):
+                return None
+            return int(i)
+
+        ids = {name: lookup(name) for name in CONFIRMED_TOKENS}
+        if (vocab_size, codebook_size) == (real.vocab_size, real.codebook_size) and \
+                all(ids[n] == getattr(real, n) for n in CONFIRMED_TOKENS):
+            return real
+        ids.update({name: lookup(name) for name in LAYOUT_TOKENS if name not in ids})
+        missing = [f"{LAYOUT_TOKENS[n]!r} ({n})" for n in LAYOUT_TOKENS if ids[n] is None]
+        if missing:
+            raise ValueError(f"{source}: no token {', '.join(missing)}; the image token layout needs "
+                             f"{', '.join(LAYOUT_TOKENS.values())}")
+        layout = cls(**ids, text_vocab_size=vocab_size - codebook_size, codebook_size=codebook_size)
+        layout.check(source)
+        return layout
+
+    def check(self, source: str = "token layout") -> None:
+        """ValueError (one line, naming `source`) unless the codebook leaves text ids and the special ids are
+        distinct text ids (below text_vocab_size, i.e. none is an image code)."""
+        if self.codebook_size < 1 or self.text_vocab_size < 1:
+            raise ValueError(f"{source}: a codebook of {self.codebook_size} codes does not fit "
+                             f"{self.vocab_size} logit columns with text ids before it")
+        specials = {name: getattr(self, name) for name in LAYOUT_TOKENS}
+        outside = [f"{n} {i}" for n, i in specials.items() if not 0 <= i < self.text_vocab_size]
+        if outside:
+            raise ValueError(f"{source}: special ids {', '.join(outside)} are not text ids "
+                             f"(0..{self.text_vocab_size - 1}; the {self.codebook_size} image codes start at "
+                             f"{self.text_vocab_size})")
+        by_id: dict[int, list[str]] = {}
+        for n, i in specials.items():
+            by_id.setdefault(i, []).append(n)
+        shared = [f"{' and '.join(ns)} are both {i}" for i, ns in by_id.items() if len(ns) > 1]
+        if shared:
+            raise ValueError(f"{source}: special ids must be distinct, but {'; '.join(shared)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -166,7 +230,10 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     if not os.path.isdir(path):
         raise FileNotFoundError(f"tokenizer folder not found: {path}")
     logging.getLogger("transformers").addFilter(_no_torch_notice)
-    from transformers import AutoTokenizer
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise ImportError("the DiMOO tokenizer needs transformers: pip install -e '.[text]'") from None
 
     return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
 
