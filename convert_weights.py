@@ -25,14 +25,16 @@ def main(argv=None) -> int:
     d = sub.add_parser("dimoo", help="Lumina-DiMOO (LLaDA safetensors, tokenizer, vqvae/) [+ shortcut]")
     d.add_argument("--model-dir", required=True, help="Lumina-DiMOO folder: config.json, *.safetensors, tokenizer, vqvae/")
     d.add_argument("--shortcut", help="dimoo-shortcut.pth (optional)")
+    d.add_argument("--trust-remote-code", action="store_true",
+                   help="let the tokenizer run the Python code shipped in the folder (it is read for the token layout)")
     d.add_argument("--out", required=True, help="output weights directory")
     args = p.parse_args(argv)
     try:
         if args.family == "maskgit":
             maskgit.convert(args.vit, args.vqgan_dir, args.shortcut, args.out, args.heads, args.shortcut_heads)
         else:
-            dimoo.convert(args.model_dir, args.shortcut, args.out)
-    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
+            dimoo.convert(args.model_dir, args.shortcut, args.out, trust_remote_code=args.trust_remote_code)
+    except (ImportError, OSError, ValueError) as e:  # CheckpointError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import shutil
 import time
@@ -14,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from migm_jax.convert.diffusers import diffusers_vq
-from migm_jax.convert.dimoo import dimoo_shortcut, llada, llada_config
+from migm_jax.convert.dimoo import dimoo_shortcut, dimoo_token_layout, llada, llada_config, tokenizer_files
 from migm_jax.files import check_output_dir, read_text_lines
 from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
@@ -26,22 +25,24 @@ from migm_jax.sampling.noise import image_keys
 from migm_jax.weights import TOKENIZER_DIR, load_weights, read_config, save_weights, stored_target
 
 FAMILY = "dimoo"
-# tokenization*.py: a tokenizer with its own code (run only with --trust-remote-code)
-TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
-                   "tokenization*.py")
 
 
-def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: TokenLayout = TokenLayout.real()) -> None:
+def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: Optional[TokenLayout] = None,
+            trust_remote_code: bool = False) -> None:
     """Converts a Lumina-DiMOO HF folder (LLaDA safetensors + config.json, tokenizer files, vqvae/) and
     optionally dimoo-shortcut.pth into the weights directory `out_dir` (LLaDA keeps its dtype, bf16).
+    `layout`: the token layout; None reads it from the folder (`dimoo_token_layout`: its tokenizer's special
+    tokens, config.json and the VQ codebook; the released folder gives `TokenLayout.real()`).
     `out_dir` is checked to be writable before any checkpoint is read."""
     check_output_dir(out_dir)
-    tok_files = sorted({f for pat in TOKENIZER_FILES for f in glob.glob(os.path.join(model_dir, pat))})
+    tok_files = tokenizer_files(model_dir)
     if os.path.isdir(model_dir) and not tok_files:
         raise FileNotFoundError(f"no tokenizer files (tokenizer.json, tokenizer_config.json, ...) in {model_dir}")
     configs, params = {}, {}
     cfg = llada_config(model_dir)  # the small parts first: a bad one is reported before 16 GB are read
     vcfg, params["vq"] = diffusers_vq(model_dir)
+    if layout is None:
+        layout = dimoo_token_layout(model_dir, vcfg.num_vq_embeddings, trust_remote_code=trust_remote_code)
     DiMOOModels(cfg, layout, vq=vcfg).validate(DiMOOSampling(), decode=True)
     if shortcut_path:
         scfg, params["shortcut"] = dimoo_shortcut(shortcut_path, cfg)

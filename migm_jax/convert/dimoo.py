@@ -9,7 +9,10 @@ holds more than one tensor of the model.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import tempfile
 from typing import Any, Callable, Optional, Union
 
 import jax
@@ -22,13 +25,18 @@ from migm_jax.convert.state_dict import (CheckpointError, StateDict, check_shape
                                          shortcut_widths)
 from migm_jax.convert.torch_file import load_torch_file
 from migm_jax.files import read_json
-from migm_jax.weights import all_finite
+from migm_jax.weights import all_finite, first_line
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
+from migm_jax.models.vqmodel import VQModelConfig
+from migm_jax.sampling.dimoo_prompts import LAYOUT_TOKENS, TokenLayout, load_tokenizer
 
 HF_PREFIX = "model.transformer."
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+# tokenization*.py: a tokenizer with its own code (run only with trust_remote_code)
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
+                   "tokenization*.py")
 _BLOCK_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 
 Path = tuple[str, ...]
@@ -119,6 +127,68 @@ def llada_config(model_dir: str | os.PathLike) -> LLaDAConfig:
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"config.json missing in {model_dir}; is this a Lumina-DiMOO / LLaDA HF folder?")
     return LLaDAConfig.from_hf_config(read_json(config_path, "download it again"))
+
+
+def tokenizer_files(model_dir: str) -> list[str]:
+    """The tokenizer files of a model folder (the ones a weights directory keeps), sorted."""
+    return sorted({f for pat in TOKENIZER_FILES for f in glob.glob(os.path.join(model_dir, pat))})
+
+
+def tokenizer_file(model_dir: str) -> str:
+    """The file that holds a folder's tokenizer vocabulary (for messages): tokenizer.json, else
+    tokenizer_config.json, else the folder itself."""
+    for name in ("tokenizer.json", "tokenizer_config.json", "added_tokens.json"):
+        if os.path.isfile(os.path.join(model_dir, name)):
+            return os.path.join(model_dir, name)
+    return model_dir
+
+
+def load_folder_tokenizer(model_dir: str, trust_remote_code: bool = False):
+    """The tokenizer of a model folder as sample.py loads it from a weights directory: from a copy of its
+    tokenizer files alone (the folder's config.json, a LLaDA one, is not the tokenizer's business)."""
+    files = tokenizer_files(model_dir)
+    if not files:
+        raise FileNotFoundError(f"no tokenizer files (tokenizer.json, tokenizer_config.json, ...) in {model_dir}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in files:
+            shutil.copy2(f, tmp)
+        try:
+            return load_tokenizer(tmp, trust_remote_code)
+        except (OSError, ValueError) as e:
+            hint = "" if trust_remote_code else "; if it ships its own code, allow it with --trust-remote-code"
+            raise ValueError(f"the tokenizer in {model_dir} does not load ({first_line(e).replace(tmp, model_dir)})"
+                             f"{hint}") from None
+
+
+def dimoo_token_layout(model_dir: str | os.PathLike, codebook_size: Optional[int] = None, tokenizer=None,
+                       trust_remote_code: bool = False) -> TokenLayout:
+    """The token layout of a Lumina-DiMOO-style HF folder, read from the folder itself.
+
+    Logit columns: config.json's embedding_size (the rows of wte and of the head; `llada` checks the
+    checkpoint against it). Codebook: `codebook_size`, else num_vq_embeddings of vqvae/config.json. Special
+    ids: the folder's tokenizer (`tokenizer`, else loaded from `model_dir`), see `TokenLayout.from_tokenizer`;
+    the released folder gives `TokenLayout.real()`. A config.json mask_token_id must agree with the
+    tokenizer's mask token. Raises ValueError / FileNotFoundError (one line, naming the file)."""
+    model_dir = os.fspath(model_dir)
+    cfg = llada_config(model_dir)
+    config_path = os.path.join(model_dir, "config.json")
+    vq_config = os.path.join(model_dir, "vqvae", "config.json")
+    if codebook_size is None:
+        if not os.path.isfile(vq_config):
+            raise FileNotFoundError(f"{vq_config} not found: the image codebook size comes from the VQ model config")
+        codebook_size = VQModelConfig.from_diffusers_config(read_json(vq_config, "download it again")).num_vq_embeddings
+    if not 0 < codebook_size < cfg.embedding_size:
+        raise ValueError(f"{vq_config}: num_vq_embeddings {codebook_size} must be in 1..{cfg.embedding_size - 1}: "
+                         f"the {cfg.embedding_size} logit columns of {config_path} hold the text ids, then the codes")
+    if tokenizer is None:
+        tokenizer = load_folder_tokenizer(model_dir, trust_remote_code)
+    layout = TokenLayout.from_tokenizer(tokenizer, cfg.embedding_size, codebook_size, tokenizer_file(model_dir))
+    hf = read_json(config_path, "download it again")
+    mask_id = hf.get("mask_token_id") if isinstance(hf, dict) else None
+    if mask_id is not None and mask_id != layout.mask:
+        raise ValueError(f"{config_path}: mask_token_id {mask_id} differs from the tokenizer's "
+                         f"{LAYOUT_TOKENS['mask']} id {layout.mask}")
+    return layout
 
 
 def llada(model_dir: str | os.PathLike, dtype: Optional[Any] = None,
