@@ -1,33 +1,42 @@
 """DiMOO prompt templates and sequence layout, with a tiny word-level tokenizer built here."""
 
+import os
+
 import numpy as np
 import pytest
 
-from migm_jax.sampling.dimoo_prompts import (PromptBatch, TokenLayout, build_sequences, image_offsets, load_tokenizer,
-                                             prompt_strings)
+from migm_jax.sampling.dimoo_prompts import (LAYOUT_TOKENS, PromptBatch, TokenLayout, build_sequences, image_offsets,
+                                             load_tokenizer, prompt_strings)
 
 pytest.importorskip("transformers")
 
-SPECIALS = ["<system>", "</system>", "<user>", "</user>", "<uncondition>"]
+SPECIALS = ["<system>", "</system>", "<user>", "</user>"]
 WORDS = ["Generate", "an", "image", "according", "to", "the", "text", "prompt", ".", "a", "red", "cube", "on",
          "blue", "table", "photo", "of", "bench"]
 SMALL = {"text_vocab_size": 512, "codebook_size": 256, "vocab_size": 768, "mask": 492, "newline": 240, "boa": 510,
          "eoa": 511, "boi": 505, "eoi": 506, "uncond": 507, "eos": 237}
+SMALL_TOKENS = {LAYOUT_TOKENS[name]: SMALL[name] for name in LAYOUT_TOKENS}  # '<uncondition>': 507, ...
+
+
+def save_tokenizer(path, tokens: dict) -> None:
+    """Saves a WordLevel tokenizer: words get ids 3.., the template tags 500..503, `tokens` (special token -> id)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, **{w: 3 + i for i, w in enumerate(WORDS)}, **{s: 500 + i for i, s in enumerate(SPECIALS)},
+             **tokens}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>",
+                                   additional_special_tokens=SPECIALS + list(tokens))
+    fast.save_pretrained(path)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    """WordLevel tokenizer: words get ids 3.., the specials 500..504 except <uncondition> = 507; saved and reloaded."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<unk>": 0, **{w: 3 + i for i, w in enumerate(WORDS)},
-             **{s: 500 + i for i, s in enumerate(SPECIALS[:4])}, "<uncondition>": 507}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", additional_special_tokens=SPECIALS)
+    """The small layout's tokenizer (its special tokens at the SMALL ids), saved and reloaded."""
     path = tmp_path_factory.mktemp("tok")
-    fast.save_pretrained(path)
+    save_tokenizer(path, SMALL_TOKENS)
     return load_tokenizer(str(path))
 
 
@@ -59,6 +68,10 @@ def test_real_and_small_layouts():
         TokenLayout.from_dict(dict(SMALL, vocab_size=700))
     with pytest.raises(ValueError, match="lacks boi"):
         TokenLayout.from_dict({k: v for k, v in SMALL.items() if k != "boi"})
+    real.check()
+    small.check()
+    with pytest.raises(ValueError, match="x: special ids must be distinct, but newline and boi are both 505"):
+        TokenLayout.from_dict(dict(SMALL, newline=505)).check("x")
 
 
 def test_tokenizer_no_bos_and_uncond_ids(tokenizer):
@@ -163,9 +176,63 @@ def test_sample_args_fail_before_reading_weights(weights_without_params, argv, m
         dimoo.run_sample(args)
 
 
-def test_convert_then_sample_end_to_end(tmp_path, tokenizer):
-    """A Lumina-DiMOO-shaped folder (fixture LLaDA shards, vqvae/, tokenizer) -> convert -> sample.py -> PNGs."""
-    import os
+def layout_folder(path, tokens: dict, llada: dict, vq: dict) -> str:
+    """The small parts of a Lumina-DiMOO-shaped folder: the LLaDA fixture's config.json, the VQ fixture's
+    vqvae/config.json (both with overrides) and a tokenizer with `tokens`."""
+    import json
+
+    from conftest import fixture_path
+
+    os.makedirs(path / "vqvae")
+    for src, dst, over in ((fixture_path("llada", "config.json"), path / "config.json", llada),
+                           (fixture_path("dimoo_vqvae", "vqvae", "config.json"), path / "vqvae" / "config.json", vq)):
+        with open(src) as f:
+            cfg = json.load(f)
+        with open(dst, "w") as f:
+            json.dump({**cfg, **over}, f)
+    save_tokenizer(path, tokens)
+    return str(path)
+
+
+# the fixture folder: 768 logit columns, a 128-code VQ: the codes are the last 128 columns
+FOLDER_LAYOUT = TokenLayout.from_dict({**SMALL, "text_vocab_size": 640, "codebook_size": 128, "vocab_size": 768})
+RELEASED = {"vocab_size": 134548, "embedding_size": 134548, "mask_token_id": 126336}
+RELEASED_TOKENS = {"<|mdm_mask|>": 126336, "<uncondition>": 126351}  # the two confirmed released strings
+
+
+@pytest.mark.parametrize("tokens,llada,vq,want", [
+    (SMALL_TOKENS, {}, {}, FOLDER_LAYOUT),
+    (RELEASED_TOKENS, RELEASED, {"num_vq_embeddings": 8192}, TokenLayout.real()),
+    # a released-sized vocabulary whose tokenizer puts the mask elsewhere is not the released model
+    ({**RELEASED_TOKENS, "<|mdm_mask|>": 126337}, RELEASED, {"num_vq_embeddings": 8192},
+     r"tokenizer.json: no token '<newline>' \(newline\), '<Image>' \(boi\), '</Image>' \(eoi\), '<answer>' "
+     r"\(boa\), '</answer>' \(eoa\); the image token layout needs"),
+    ({k: v for k, v in SMALL_TOKENS.items() if k != "<Image>"}, {}, {},
+     r"tokenizer.json: no token '<Image>' \(boi\); the image token layout needs <\|mdm_mask\|>, <uncondition>, "),
+    (SMALL_TOKENS, {}, {"num_vq_embeddings": 300}, r"tokenizer.json: special ids mask 492, uncond 507, boi 505, "
+     r"eoi 506, boa 510, eoa 511 are not text ids \(0..467; the 300 image codes start at 468\)"),
+    (SMALL_TOKENS, {"mask_token_id": 491}, {}, r"config.json: mask_token_id 491 differs from the tokenizer's "
+     r"<\|mdm_mask\|> id 492"),
+    (SMALL_TOKENS, {}, {"num_vq_embeddings": 768}, r"vqvae/config.json: num_vq_embeddings 768 must be in 1..767: "
+     r"the 768 logit columns of .*config.json hold the text ids, then the codes"),
+])
+def test_layout_from_model_folder(tmp_path, tokens, llada, vq, want):
+    """The layout comes from the folder: its tokenizer's special tokens, config.json and the VQ codebook."""
+    from migm_jax.convert.dimoo import dimoo_token_layout
+
+    folder = layout_folder(tmp_path / "model", tokens, llada, vq)
+    if isinstance(want, TokenLayout):
+        assert dimoo_token_layout(folder) == want
+    else:
+        with pytest.raises(ValueError, match=want) as e:
+            dimoo_token_layout(folder)
+        assert len(str(e.value).splitlines()) == 1 and str(e.value).startswith(folder)
+
+
+def test_convert_then_sample_end_to_end(tmp_path, tokenizer, monkeypatch):
+    """A Lumina-DiMOO-shaped folder (fixture LLaDA shards, vqvae/, tokenizer) -> convert_weights.py (the layout
+    read from the folder) -> sample.py -> PNGs."""
+    import json
     import shutil
     import subprocess
     import sys
@@ -173,15 +240,19 @@ def test_convert_then_sample_end_to_end(tmp_path, tokenizer):
     from PIL import Image
 
     from conftest import fixture_path
-    from migm_jax.apps import dimoo
 
     model = tmp_path / "model"
     shutil.copytree(fixture_path("llada"), model)
     shutil.copytree(fixture_path("dimoo_vqvae", "vqvae"), model / "vqvae")
     tokenizer.save_pretrained(model)
-    layout = TokenLayout.from_dict({**SMALL, "codebook_size": 128, "vocab_size": 640})  # the vqvae fixture's codebook
-    dimoo.convert(str(model), fixture_path("dimoo_shortcut", "shortcut.pth"), str(tmp_path / "w"), layout)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.syspath_prepend(root)
+    import convert_weights
+
+    assert convert_weights.main(["dimoo", "--model-dir", str(model), "--shortcut",
+                                 fixture_path("dimoo_shortcut", "shortcut.pth"), "--out", str(tmp_path / "w")]) == 0
+    with open(tmp_path / "w" / "config.json") as f:
+        assert TokenLayout.from_dict(json.load(f)["configs"]["layout"]) == FOLDER_LAYOUT
     res = subprocess.run([sys.executable, "sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a red cube",
                           "--prompt", "a photo of a bench", "--height", "32", "--width", "48", "--steps", "4",
                           "--mode", "shortcut", "--budget", "2", "--dtype", "float32", "--out", str(tmp_path / "s.png"),
