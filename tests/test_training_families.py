@@ -103,7 +103,7 @@ def test_dimoo_train_steps_rollout_and_export(tmp_path):
     (tmp_path / "teacher" / "tokenizer").mkdir(parents=True)  # a teacher weights dir's tokenizer goes along
     (tmp_path / "teacher" / "tokenizer" / "tokenizer.json").write_text("{}")
     paths = export_shortcut(str(tmp_path / "out"), family, configs, base, jax.device_get(state.ema),
-                            str(tmp_path / "teacher"))
+                            teacher_dir=str(tmp_path / "teacher"))
     assert (tmp_path / "out" / "weights" / "tokenizer" / "tokenizer.json").read_text() == "{}"
     cfg_back, back = dimoo_shortcut(paths["pth"], family.llada)
     assert cfg_back == family.shortcut
