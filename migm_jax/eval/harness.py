@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import time
 from typing import Callable
 
@@ -87,6 +88,12 @@ def configurations(base: MaskGITSampling, budgets: tuple[int, ...]) -> list[Conf
     for c in out:
         c.sampling.validate()
     return out
+
+
+def shown_path(path: str) -> str:
+    """`path` as results record it: relative to the working directory when below it (no machine paths)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def load_pipeline(weights_dir: str, dtype: str) -> tuple[MaskGITModels, dict]:
@@ -217,6 +224,7 @@ def evaluate(s: EvalSettings) -> dict:
                       "accuracy_test": accuracy_test, "num_samples": s.num_samples},
         "settings": {**dataclasses.asdict(s), "sampling": {k: v for k, v in dataclasses.asdict(s.sampling).items()
                                                            if k not in PER_CONFIGURATION},
+                     "weights": shown_path(s.weights), "classifier": shown_path(s.classifier),
                      "image_conversion": TO_UINT8.__name__, "labels": "i % nclass",
                      "nclass": judge.cfg.nclass, "device": jax.devices()[0].device_kind, "jax_version": jax.__version__,
                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
