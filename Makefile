@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: sample test install clean demo-weights
+.PHONY: sample test install clean demo-weights demo-eval
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo-weights: $(STAMP)
 	rm -rf migm_jax/assets/demo && mkdir -p migm_jax/assets/demo
 	cp -r runs/demo_shortcut/export/weights migm_jax/assets/demo/maskgit
 	cp -r runs/demo_classifier/export/weights migm_jax/assets/demo/classifier
+
+# The quality harness on the embedded model at its defaults (2,000 samples x 3 seeds; meant for a GPU).
+demo-eval: $(STAMP)
+	$(PY) -m migm_jax.eval --out outputs/demo_eval.json --plot outputs/demo_pareto.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10 tests
