@@ -47,6 +47,7 @@ def save_weights(out_dir: str | os.PathLike, family: str, configs: dict[str, dic
         with ocp.StandardCheckpointer() as ckpt:
             ckpt.save(os.path.join(out_dir, PARAMS_DIR), params, force=True)
             ckpt.wait_until_finished()
+        forget_save_location(os.path.join(out_dir, PARAMS_DIR))
         write_files_atomically([(os.path.join(out_dir, CONFIG_FILE), lambda f: f.write(text))])
     except BaseException:
         if created:
@@ -55,6 +56,17 @@ def save_weights(out_dir: str | os.PathLike, family: str, configs: dict[str, dic
             for tmp in glob.glob(os.path.join(glob.escape(out_dir), f"{PARAMS_DIR}*.orbax-checkpoint-tmp*")):
                 shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+COMMIT_NOTE = "commit_success.txt"
+
+
+def forget_save_location(params_dir: str) -> None:
+    """orbax's commit note names the absolute folder it saved to; a weights dir moves (and ships), so the
+    note keeps only the folder's own name (orbax reads the note's presence, not its text)."""
+    note = os.path.join(params_dir, COMMIT_NOTE)
+    if os.path.isfile(note):
+        write_files_atomically([(note, lambda f: f.write(f"Checkpoint commit was successful to {PARAMS_DIR}".encode()))])
 
 
 def cast_floating(params: Any, dtype: str) -> Any:

@@ -74,6 +74,10 @@ def test_vqgan_export_is_a_bfloat16_tokenizer(tokenizer):
     family, configs, params = load_weights(tokenizer)
     assert family == "maskgit" and set(configs) == {"vqgan"}
     assert params["vqgan"]["quantize"]["embedding"].dtype.name == "bfloat16"  # demo configs export bf16
+    for root, _, files in os.walk(tokenizer):  # a weights dir ships: no file names the folder it was saved in
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                assert os.path.dirname(tokenizer).encode() not in f.read(), name
 
 
 def test_classifier_trains_and_resumes(tmp_path):
