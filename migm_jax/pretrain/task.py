@@ -110,8 +110,5 @@ class PretrainTask:
         return {}
 
     def preview(self, state, path: str) -> Optional[str]:
-        return None
-
-    def no_preview_message(self) -> Optional[str]:
-        return None  # tasks without a preview have nothing to say
+        return None  # tasks without a picture to show
 

@@ -194,11 +194,8 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
 
     def preview(done: int) -> None:
         """The sample grid of this validation (single process; the grid needs every image on this host)."""
-        if (cfg.task == "shortcut" and not cfg.preview_budgets) or jax.process_count() > 1:
-            return
-        path = run.task.preview(run.state, os.path.join(workdir, "samples", f"step_{done:07d}.png"))
-        if path is None and done == cfg.val_every and run.task.no_preview_message():
-            print(run.task.no_preview_message())
+        if jax.process_count() == 1:
+            run.task.preview(run.state, os.path.join(workdir, "samples", f"step_{done:07d}.png"))
 
     def save(done: int) -> None:
         """Starts saving the state after `done` steps."""

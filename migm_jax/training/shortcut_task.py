@@ -39,6 +39,7 @@ class ShortcutTask:
         self.teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))
         self.step_cfg = step_config(cfg)
         self.step_fns = {}
+        self.said_no_decoder = False
 
     @functools.cached_property
     def source(self):
@@ -63,13 +64,17 @@ class ShortcutTask:
         return {f"val/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
     def preview(self, state, path: str):
-        """Teacher row, then the EMA shortcut at each preview budget; None without a VQ decoder."""
+        """Teacher row, then the EMA shortcut at each preview budget (none without preview_budgets); None
+        without a VQ decoder, which is said once."""
         cfg = self.cfg
-        return write_preview(self.family, self.base_configs, self.base_params, self.teacher, state.ema,
+        if not cfg.preview_budgets:
+            return None
+        path = write_preview(self.family, self.base_configs, self.base_params, self.teacher, state.ema,
                              cfg.preview_budgets, cfg.preview_images, cfg.seed + 4, path)
-
-    def no_preview_message(self) -> str:
-        return "no VQ decoder in the teacher weights: no sample grids"
+        if path is None and not self.said_no_decoder:
+            print("no VQ decoder in the teacher weights: no sample grids")
+            self.said_no_decoder = True
+        return path
 
     def export(self, state, out_dir: str) -> dict:
         return export_shortcut(out_dir, self.family, self.base_configs, jax.device_get(self.base_params),
