@@ -32,9 +32,9 @@ demo-weights: $(STAMP)
 	cp -r runs/demo_shortcut/export/weights migm_jax/assets/demo/maskgit
 	cp -r runs/demo_classifier/export/weights migm_jax/assets/demo/classifier
 
-# The quality harness on the embedded model at its defaults (2,000 samples x 3 seeds; meant for a GPU).
+# The quality harness on the embedded model as in README (2,000 samples x 3 seeds, budgets 4-12; meant for a GPU).
 demo-eval: $(STAMP)
-	$(PY) -m migm_jax.eval --out outputs/demo_eval.json --plot outputs/demo_pareto.png
+	$(PY) -m migm_jax.eval --budgets 4 6 8 10 12 --dtype bfloat16 --out outputs/demo_eval.json --plot outputs/demo_pareto.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10 tests
