@@ -4,4 +4,6 @@
 
 `fid` holds the streaming statistics and the Frechet distance, `harness` runs the comparison of
 vanilla / fewer_steps / reuse / shortcut sampling, `plot` draws the quality-cost Pareto plot.
+`inception` gives the FID Inception-v3 features as pytorch-fid or torch-fidelity compute them (network in
+`inception_net`, their preprocessing in `inception_preprocess`), `inception_score` the Inception Score.
 """
