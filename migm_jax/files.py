@@ -17,13 +17,15 @@ import uuid
 from typing import Any, Callable, Iterable, Sequence
 
 
-def check_input_file(path: str | os.PathLike, what: str = "file") -> str:
-    """`path` as a string; FileNotFoundError / IsADirectoryError (one line) unless it is a file."""
+def check_input_file(path: str | os.PathLike, what: str = "file", fix: str = "") -> str:
+    """`path` as a string; FileNotFoundError / IsADirectoryError (one line, `fix` appended after '; ')
+    unless it is a file."""
     path = os.fspath(path)
+    hint = f"; {fix}" if fix else ""
     if os.path.isdir(path):
-        raise IsADirectoryError(f"{what} {path} is a directory, not a file")
+        raise IsADirectoryError(f"{what} {path} is a directory{hint or ', not a file'}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}{hint}")
     return path
 
 

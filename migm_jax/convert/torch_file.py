@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from migm_jax.files import check_input_file
+
 try:  # bfloat16 storages need ml_dtypes (a jax dependency).
     import ml_dtypes
 
@@ -117,12 +119,7 @@ class _Unpickler(pickle.Unpickler):
 
 def check_checkpoint_file(path: str | os.PathLike) -> str:
     """`path` as a string; FileNotFoundError / IsADirectoryError (one line) unless it is a file."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory; give the checkpoint file (.pth / .ckpt)")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path} (check the path or download it first)")
-    return path
+    return check_input_file(path, "checkpoint", "give the checkpoint file (.pth / .ckpt), downloaded first")
 
 
 def load_torch_file(path: str | os.PathLike) -> Any:
