@@ -17,7 +17,7 @@ from migm_jax.synthetic.render import render_batch
 from migm_jax.weights import as_float32, load_weights
 
 
-def test_default_sample_py_draws_recognisable_classes(tmp_path, monkeypatch, capsys):
+def test_default_sample_py_writes_one_labelled_grid_of_both_modes(tmp_path, monkeypatch, capsys):
     drawn = []  # (sampling, labels, images) of every generate() call the CLI makes
 
     def spy(models, params, sampling, labels, *rest):
