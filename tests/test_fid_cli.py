@@ -2,10 +2,12 @@
 statistics of a folder, FID / IS rows and plot, resuming a killed run, sharding, one-line errors.
 
 Every Inception call uses batch 4, so the network compiles once for the file (its compile and the ~0.2 s
-per 299px image on CPU are most of the time); the samplers compile once each (lru-cached across runs)."""
+per 299px image on CPU are most of the time); the samplers compile once each (lru-cached across runs).
+What numpy can check exactly (the folder's statistics, in order) is checked with a 6-d colour feature."""
 
+import dataclasses
 import json
-import pathlib
+import os
 import pickle
 import zipfile
 
@@ -20,12 +22,14 @@ from inception_random import random_state_dict
 from migm_jax.convert.torch_file import save_torch_file
 from migm_jax.eval import loop
 from migm_jax.eval.__main__ import main
-from migm_jax.eval.inception import inception_features, load_inception
+from migm_jax.eval.features import Extractor
 from migm_jax.eval.journal import sidecar_path
-from migm_jax.eval.refstats import read_ref_stats
+from migm_jax.eval.refstats import folder_statistics, list_images, read_ref_stats, write_ref_stats
+from migm_jax.images import clip_uint8
+from migm_jax.sharding import make_mesh
 
 BATCH = "4"
-RUN = ["--num-samples", "8", "--seeds", "1", "--steps", "4", "--budgets", "2", "--mode", "vanilla", "shortcut",
+RUN = ["--num-samples", "6", "--seeds", "1", "--steps", "4", "--budgets", "2", "--mode", "vanilla", "shortcut",
        "--batch-size", BATCH]
 ROW_KEYS = ["mode", "steps", "budget", "seed", "fid", "is", "is_std", "seconds_per_image"]
 
@@ -57,7 +61,7 @@ def tiny_pipeline():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """{'weights', 'inception', 'images', 'ref'}: a tiny MaskGIT dir, random FID Inception weights (.pth), a
-    nested folder of 5 PNGs (a padded last batch) and its statistics written by ref-stats."""
+    nested folder of 4 PNGs (RGB, grey, RGBA) and its statistics written by ref-stats."""
     from migm_jax.apps.maskgit import FAMILY
     from migm_jax.weights import save_weights
 
@@ -68,10 +72,11 @@ def files(tmp_path_factory):
     shapes = {str(k): [d for d in s if d >= 0] for k, s in zip(fx["aux_keys"], fx["aux_shapes"])}
     save_torch_file(root / "inception.pth", random_state_dict(shapes, int(fx["aux_seed"])))
     rng = np.random.default_rng(0)
-    for i in range(5):
+    for i, mode in enumerate(["RGB", "L", "RGBA", "RGB"]):  # converted to RGB on reading
         folder = root / "images" / ("b" if i % 2 else "a")
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA").convert(mode).save(folder / f"{i}.png")
+    (root / "images" / "notes.txt").write_text("not an image")
     paths = {"weights": str(root / "maskgit"), "inception": str(root / "inception.pth"),
              "images": str(root / "images"), "ref": str(root / "ref.npz")}
     assert main(["ref-stats", "--images", paths["images"], "--inception", paths["inception"], "--batch-size", BATCH,
@@ -84,22 +89,47 @@ def fid_args(files, out, *extra):
             *RUN, "--out", str(out), *extra]
 
 
-def test_ref_stats_match_the_features_of_the_folder(files, tmp_path):
-    with np.load(files["ref"]) as z:
-        assert sorted(z.files) == ["mu", "num_images", "sigma"] and int(z["num_images"]) == 5
-        assert z["mu"].dtype == z["sigma"].dtype == np.float64 and z["sigma"].shape == (2048, 2048)
-    paths = sorted(pathlib.Path(files["images"]).rglob("*.png"))  # a/0.png a/2.png a/4.png b/1.png b/3.png
-    images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
-    params = load_inception(files["inception"], "torch-fidelity")
-    pool = np.concatenate([inception_features(params, images[:4], "torch-fidelity")[0],
-                           inception_features(params, images[1:], "torch-fidelity")[0][3:]]).astype(np.float64)
-    mu, sigma = read_ref_stats(files["ref"], 2048)
-    np.testing.assert_allclose(mu, pool.mean(axis=0), rtol=0, atol=1e-5)
-    np.testing.assert_allclose(sigma, np.cov(pool, rowvar=False), rtol=0, atol=1e-5)  # so the folder's FID to them ~0
+@dataclasses.dataclass(frozen=True)
+class ColourNet:
+    """A FeatureNet whose features numpy can check: per-channel mean and mean square of the image (6-d)."""
+
+    feature_dim: int = 6
+    image_conversion: str = "clip_uint8"
+
+    def to_uint8(self, images):
+        return clip_uint8(images)
+
+    def prepare(self, images):
+        return images.astype(jnp.float32) / 255
+
+    def apply(self, params, x, labels):
+        return jnp.concatenate([x.mean(axis=(1, 2)), (x * x).mean(axis=(1, 2))], axis=-1) * params, labels * 1.0
+
+    def finish(self, per_image):
+        return {}
+
+
+def test_folder_statistics_are_those_of_its_images_in_order(files, tmp_path):
+    paths = list_images(files["images"])
+    assert [os.path.relpath(p, files["images"]) for p in paths] == ["a/0.png", "a/2.png", "b/1.png", "b/3.png"]
+    stats = folder_statistics(paths, Extractor(ColourNet(), 1.0), make_mesh(), 3)  # a padded second batch
+    x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]).astype(np.float32) / 255
+    features = np.concatenate([x.mean(axis=(1, 2)), (x * x).mean(axis=(1, 2))], axis=-1).astype(np.float64)
+    write_ref_stats(str(tmp_path / "s.npz"), stats)
+    mu, sigma = read_ref_stats(str(tmp_path / "s.npz"))
+    np.testing.assert_allclose(mu, features.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(sigma, np.cov(features, rowvar=False), rtol=1e-5, atol=1e-9)
     cached = tmp_path / "stats.pt"  # torch-fidelity's cache: torch.save({'mu': ..., 'sigma': ...})
     with zipfile.ZipFile(cached, "w") as z:
         z.writestr("stats/data.pkl", pickle.dumps({"mu": mu.astype(np.float32), "sigma": sigma}, protocol=2))
     np.testing.assert_array_equal(read_ref_stats(str(cached))[1], sigma)
+
+
+def test_ref_stats_command_writes_inception_statistics(files):
+    with np.load(files["ref"]) as z:
+        assert sorted(z.files) == ["mu", "num_images", "sigma"] and int(z["num_images"]) == 4
+        assert z["mu"].dtype == z["sigma"].dtype == np.float64 and z["sigma"].shape == (2048, 2048)
+        assert np.all(z["mu"] >= 0) and z["mu"].max() > 0 and np.allclose(z["sigma"], z["sigma"].T)  # ReLU pool
 
 
 @pytest.fixture(scope="module")
@@ -118,43 +148,44 @@ def test_fid_writes_rows_settings_and_plot(uninterrupted):
     for r in result["results"]:
         assert list(r) == ROW_KEYS and r["fid"] > 0 and r["is"] >= 1 and r["is_std"] >= 0 and r["seconds_per_image"] > 0
     s = result["settings"]
-    assert s["flavor"] == "torch-fidelity" and s["nclass"] == 10 and s["num_samples"] == 8
+    assert s["flavor"] == "torch-fidelity" and s["nclass"] == 10 and s["num_samples"] == 6
     assert s["image_conversion"].startswith("minmax_uint8") and s["device"] and s["jax_version"] == jax.__version__
     with Image.open(uninterrupted.with_suffix(".png")) as im:
         assert im.format == "PNG" and im.size[0] > im.size[1] > 100
     assert sorted(p.name for p in uninterrupted.parent.iterdir()) == ["r.json", "r.png"]
 
 
-def without_timing(result):
-    rows = [{k: v for k, v in r.items() if k != "seconds_per_image"} for r in result["results"]]
-    return rows, {k: v for k, v in result["settings"].items() if k != "date"}, result["complete"]
-
-
 def test_killed_run_resumes_to_the_same_results(files, uninterrupted, tmp_path, monkeypatch):
     out, calls = tmp_path / "r.json", []
     generate = loop.generate_batch
 
-    def dying(*args, kill_at=None):
+    def counted(*args, kill_at=None):
         calls.append(1)
         if len(calls) == kill_at:
             raise RuntimeError("killed")
         return generate(*args)
 
     monkeypatch.setattr(loop, "SAVE_EVERY", 1)
-    # vanilla: warm-up, 2 batches, row written; shortcut: warm-up, batch 1 saved to the sidecar, killed in batch 2
-    monkeypatch.setattr(loop, "generate_batch", lambda *a: dying(*a, kill_at=6))
+    monkeypatch.setattr(loop, "generate_batch", lambda *a: counted(*a, kill_at=3))  # warm-up, batch 1 saved, killed
     with pytest.raises(RuntimeError, match="killed"):
         main(fid_args(files, out))
-    partial = json.loads(out.read_text())
-    assert partial["complete"] is False and len(partial["results"]) == 1
+    assert not out.exists()  # no (configuration, seed) finished
     with np.load(sidecar_path(str(out))) as z:
-        assert str(z["mode"]) == "shortcut" and int(z["batches_done"]) == 1 and z["per_image"].shape == (4, 1008)
+        assert str(z["mode"]) == "vanilla" and int(z["batches_done"]) == 1 and z["per_image"].shape == (4, 1008)
     calls.clear()
-    monkeypatch.setattr(loop, "generate_batch", lambda *a: dying(*a))
+    monkeypatch.setattr(loop, "generate_batch", counted)
     assert main(fid_args(files, out)) == 0
-    assert len(calls) == 2  # vanilla skipped; shortcut: warm-up and its last batch
+    assert len(calls) == 5  # vanilla: warm-up, its last batch; shortcut: warm-up, both batches
     assert without_timing(json.loads(out.read_text())) == without_timing(json.loads(uninterrupted.read_text()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    calls.clear()
+    finished = out.read_text()
+    assert main(fid_args(files, out)) == 0 and not calls and out.read_text() == finished  # nothing left to run
+
+
+def without_timing(result):
+    rows = [{k: v for k, v in r.items() if k != "seconds_per_image"} for r in result["results"]]
+    return rows, {k: v for k, v in result["settings"].items() if k != "date"}, result["complete"]
 
 
 def error_of(capsys, argv) -> str:
@@ -174,7 +205,7 @@ def test_one_line_errors(files, uninterrupted, tmp_path, capsys):
     err = error_of(capsys, fid_args(files, tmp_path / "r.json", "--num-samples", "1"))
     assert err == "error: --num-samples must be >= 2 (a covariance needs two images), got 1"
     err = error_of(capsys, fid_args(files, uninterrupted, "--num-samples", "12"))
-    assert err == (f"error: {uninterrupted} was written with other settings: num_samples (8 there, 12 now); "
+    assert err == (f"error: {uninterrupted} was written with other settings: num_samples (6 there, 12 now); "
                    "rerun with the same arguments to continue it, or use another --out")
     err = error_of(capsys, ["ref-stats", "--images", str(tmp_path), "--inception", files["inception"],
                             "--out", str(tmp_path / "s.npz")])
@@ -193,8 +224,8 @@ from migm_jax.sharding import make_mesh
 
 assert jax.device_count() == 8
 cfg = ClassifierConfig(widths=(8, 16), feature_dim=16)
-params = random_params(lambda: FeatureClassifier(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3), jnp.uint8)), 3)
-images = np.random.default_rng(0).uniform(-1.2, 1.2, (16, 64, 64, 3)).astype(np.float32)
+params = random_params(lambda: FeatureClassifier(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3), jnp.uint8)), 3)
+images = np.random.default_rng(0).uniform(-1.2, 1.2, (16, 16, 16, 3)).astype(np.float32)
 labels = np.arange(16) % 10
 out = []
 for mesh in (make_mesh(), make_mesh(devices=jax.devices()[:1])):

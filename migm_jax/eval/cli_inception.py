@@ -15,7 +15,7 @@ import os
 
 import jax
 
-from migm_jax.eval.batch_stats import check_batch_size
+from migm_jax.eval.batch_stats import check_batch_size, on_mesh
 from migm_jax.eval.cli_common import check_budgets, check_output, check_run_args, print_table
 from migm_jax.eval.features import inception_extractor
 from migm_jax.eval.fid_eval import MODES, FIDSettings, evaluate_fid
@@ -77,7 +77,8 @@ def run_ref_stats(args: argparse.Namespace) -> None:
     check_batch_size(args.batch_size, jax.device_count())
     paths = list_images(args.images)
     mesh = make_mesh()
-    stats = folder_statistics(paths, inception_extractor(args.inception, args.flavor), mesh, args.batch_size)
+    extractor = on_mesh(inception_extractor(args.inception, args.flavor), mesh)
+    stats = folder_statistics(paths, extractor, mesh, args.batch_size)
     write_ref_stats(args.out, stats)
     print(f"wrote {args.out} ({stats.count} images)")
 

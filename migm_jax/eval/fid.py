@@ -7,6 +7,8 @@ so only symmetric eigenproblems are needed, and only one (eigenvalues alone) onc
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
 
@@ -83,12 +85,15 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 
 
 class Reference:
-    """Reference statistics (mu (D,), cov (D, D)) with the square root of cov computed once; `distance(mu, cov)`
-    is the Frechet distance of another Gaussian to them."""
+    """Reference statistics (mu (D,), cov (D, D)) with the square root of cov computed once, at the first
+    `distance(mu, cov)`: the Frechet distance of another Gaussian to them."""
 
     def __init__(self, mu: np.ndarray, cov: np.ndarray):
         self.mu, self.cov = np.asarray(mu, np.float64), np.asarray(cov, np.float64)
-        self.cov_sqrt = psd_sqrt(self.cov)
+
+    @functools.cached_property
+    def cov_sqrt(self) -> np.ndarray:
+        return psd_sqrt(self.cov)
 
     def distance(self, mu: np.ndarray, cov: np.ndarray) -> float:
         return frechet_distance(mu, cov, self.mu, self.cov, self.cov_sqrt)
