@@ -40,12 +40,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m migm_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    ref = sub.add_parser("ref-stats", help="FID statistics of an image folder")
+    ref = sub.add_parser("ref-stats", help="FID statistics of an image folder",
+                         description="FID reference statistics (mu, sigma of the Inception pool features) of every "
+                                     "image below a folder, in sorted order, converted to RGB.")
     ref.add_argument("--images", required=True, help="folder of png / jpg / jpeg / webp / bmp images of one size "
                      "(searched recursively)")
     add_inception_args(ref, 64)
     ref.add_argument("--out", required=True, help="statistics .npz to write (mu, sigma, num_images)")
-    fid = sub.add_parser("fid", help="FID and Inception Score of each sampler configuration")
+    fid = sub.add_parser("fid", help="FID and Inception Score of each sampler configuration",
+                         description="FID against reference statistics, Inception Score and seconds per image of "
+                                     "vanilla N and, per budget B, fewer_steps / reuse / shortcut; rerunning the same "
+                                     "command continues an interrupted run.")
     fid.add_argument("--weights", required=True, help="'maskgit' weights dir (with a shortcut for --mode shortcut)")
     fid.add_argument("--ref-stats", required=True, help="reference statistics (.npz of ref-stats or pytorch-fid, "
                      "or torch-fidelity's cached statistics)")

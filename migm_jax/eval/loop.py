@@ -125,20 +125,28 @@ def evaluate_configuration(c, generator: Generator, extractor: Extractor, refere
     return rows
 
 
-def run_seed(c, seed: int, generator: Generator, sample, extractor: Extractor, reference: Reference, plan: Plan, bar: tqdm,
-             journal: Journal) -> dict:
+def run_batch(j: int, key: jax.Array, generator: Generator, sample, extractor: Extractor, plan: Plan,
+              acc: Accumulator) -> float:
+    """Batch j of a seed's run (PRNG `key`): sampled, decoded, reduced to moments added to `acc`; returns the
+    sampling and decoding seconds."""
+    start = j * plan.batch_size
+    labels = plan.labels(start)
+    images, seconds = generate_batch(generator, sample, labels, image_keys(key, start, plan.batch_size))
+    acc.add(*batch_moments(extractor, generator.mesh, images, labels, min(plan.batch_size, plan.num_samples - start)))
+    return seconds
+
+
+def run_seed(c, seed: int, generator: Generator, sample, extractor: Extractor, reference: Reference, plan: Plan,
+             bar: tqdm, journal: Journal) -> dict:
     """The row of one (configuration, seed), continued from where the journal left it."""
     acc, seconds, done = journal.resume(c, seed, extractor.net.feature_dim)
     bar.update(done)
-    key, bs = jax.random.PRNGKey(seed), plan.batch_size
+    key = jax.random.PRNGKey(seed)
     for j in range(done, plan.batches):
-        start = j * bs
-        images, t = generate_batch(generator, sample, plan.labels(start), image_keys(key, start, bs))
-        acc.add(*batch_moments(extractor, generator.mesh, images, plan.labels(start), min(bs, plan.num_samples - start)))
-        seconds += t
+        seconds += run_batch(j, key, generator, sample, extractor, plan, acc)
         bar.update()
         if (j + 1) % SAVE_EVERY == 0 and j + 1 < plan.batches:
             journal.save_partial(c, seed, j + 1, acc, seconds)
     return {"mode": c.mode, "steps": c.steps, "budget": c.budget, "seed": seed,
             "fid": reference.distance(*acc.stats.mean_cov()), **extractor.net.finish(acc.values()),
-            "seconds_per_image": seconds / (plan.batches * bs)}
+            "seconds_per_image": seconds / (plan.batches * plan.batch_size)}
