@@ -26,21 +26,29 @@ def unit_range(images) -> jnp.ndarray:
     return jnp.asarray(images).astype(jnp.float32) / 127.5 - 1.0
 
 
-def clip_uint8(images: np.ndarray) -> np.ndarray:
-    """Decoded images (b,H,W,3) float in ~[-1,1] -> uint8 by clipping (the inverse of `unit_range`;
-    what the quality metric compares with real images)."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+def _array_module(images):
+    """jax.numpy for jax arrays (also traced ones, inside jit), numpy otherwise."""
+    import jax
+
+    return jnp if isinstance(images, jax.Array) else np
 
 
-def minmax_uint8(images: np.ndarray) -> np.ndarray:
-    """Per-image min-max normalisation to [0, 255] (how the original MaskGIT scripts save grids).
+def clip_uint8(images):
+    """Decoded images (b,H,W,3) float in ~[-1,1] -> uint8 by rounding and clipping (the inverse of `unit_range`;
+    what the quality metric compares with real images). numpy in, numpy out; jax in (or traced), jax out."""
+    xp = _array_module(images)
+    return xp.clip(xp.round((xp.asarray(images, xp.float32) + 1.0) * 127.5), 0, 255).astype(xp.uint8)
 
-    images: (b, H, W, 3) float -> (b, H, W, 3) uint8.
+
+def minmax_uint8(images):
+    """Per-image min-max normalisation to [0, 255], truncated to uint8 (how the original MaskGIT scripts save
+    grids). images: (b, H, W, 3) float -> (b, H, W, 3) uint8; numpy in, numpy out; jax in (or traced), jax out.
     """
-    images = np.asarray(images, np.float32)
+    xp = _array_module(images)
+    images = xp.asarray(images, xp.float32)
     lo = images.min(axis=(1, 2, 3), keepdims=True)
     hi = images.max(axis=(1, 2, 3), keepdims=True)
-    return np.clip((images - lo) / np.maximum(hi - lo, 1e-12) * 255.0, 0, 255).astype(np.uint8)
+    return xp.clip((images - lo) / xp.maximum(hi - lo, 1e-12) * 255.0, 0, 255).astype(xp.uint8)
 
 
 def make_grid(images: np.ndarray, nrow: int = 5, padding: int = 2) -> np.ndarray:

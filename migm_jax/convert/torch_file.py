@@ -2,8 +2,8 @@
 
 `torch.save` writes a zip archive holding a pickle (`<name>/data.pkl`) whose tensors point at raw
 storages (`<name>/data/<key>`). This reader unpickles with a closed allow-list: tensors become numpy
-arrays, plain containers stay plain, and any other class named in the pickle (Lightning callbacks,
-argparse namespaces, ...) becomes an inert `Opaque` record. No code from the file is ever executed,
+arrays (and so do numpy arrays pickled as such), plain containers stay plain, and any other class named in
+the pickle (Lightning callbacks, argparse namespaces, ...) becomes an inert `Opaque` record. No code from the file is ever executed,
 which is the same guarantee as `torch.load(weights_only=True)`.
 
 Legacy (pre-zip) files are handed to `torch.load(weights_only=True)` when torch is installed.
@@ -12,6 +12,7 @@ Legacy (pre-zip) files are handed to `torch.load(weights_only=True)` when torch 
 
 from __future__ import annotations
 
+import codecs
 import collections
 import io
 import os
@@ -85,6 +86,18 @@ def _rebuild_parameter(data, *unused):
     return data
 
 
+# numpy arrays pickled inside a torch file (torch-fidelity caches FID statistics that way); the same globals
+# torch.load(weights_only=True) allows for them, each of which only builds an array, a dtype or a scalar.
+_NUMPY_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+    **{(module, "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0]
+       for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(module, "scalar"): np.float64(0).__reduce__()[0] for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
+}
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
         super().__init__(file)
@@ -101,6 +114,8 @@ class _Unpickler(pickle.Unpickler):
             return _StorageType(_STORAGE_DTYPES[name])
         if module == "torch" and name in _TORCH_DTYPES:
             return _StorageType(_TORCH_DTYPES[name])
+        if (module, name) in _NUMPY_GLOBALS:
+            return _NUMPY_GLOBALS[module, name]
         if module == "builtins" and name in ("set", "frozenset", "slice", "complex"):
             return {"set": set, "frozenset": frozenset, "slice": slice, "complex": complex}[name]
         return Opaque(f"{module}.{name}")

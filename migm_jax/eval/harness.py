@@ -6,10 +6,11 @@ shortcut network). Every configuration draws `num_samples` images, image i with 
 key fold_in(PRNGKey(seed), i); their FID (in the classifier's feature space) is taken against held-out
 real images, their accuracy is the fraction the classifier assigns the requested class.
 
-Generated images go through `TO_UINT8` (`migm_jax.images.clip_uint8`: [-1,1] clipped to uint8, the inverse
-of how real images enter the models) before the classifier sees them; real images are the uint8 renders.
+Generated images go through `migm_jax.images.clip_uint8` ([-1,1] clipped to uint8, the inverse of how real
+images enter the models) before the classifier sees them; real images are the uint8 renders.
 (Per-image min-max, what the sampling CLI saves, would move real images by ~21 levels on average and
-keep even a perfect generator off the real-data floor.)
+keep even a perfect generator off the real-data floor.) The per-configuration loop is `loop`'s, the one the
+Inception FID (`fid_eval`) runs too.
 """
 
 from __future__ import annotations
@@ -17,28 +18,26 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import time
-from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from migm_jax.apps.maskgit import FAMILY
-from migm_jax.eval.classifier import ClassifierConfig, FeatureClassifier, load_classifier
-from migm_jax.eval.fid import FeatureStats, frechet_distance
 from migm_jax.apps import maskgit as maskgit_app
-from migm_jax.images import clip_uint8
-from migm_jax.models.vqgan import VQGAN
-from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler
-from migm_jax.sampling.noise import image_keys
+from migm_jax.apps.maskgit import FAMILY
+from migm_jax.eval.batch_stats import Accumulator, batch_moments, check_batch_size, on_mesh, pad_rows
+from migm_jax.eval.classifier import ClassifierConfig
+from migm_jax.eval.features import Extractor, classifier_extractor
+from migm_jax.eval.fid import FeatureStats, Reference, frechet_distance
+from migm_jax.eval.loop import Generator, Plan, evaluate_configuration
+from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling
+from migm_jax.sharding import make_mesh
 from migm_jax.synthetic import render_batch
 from migm_jax.weights import read_config
 
 DEFAULT_STEPS = 16  # N when neither the weights' sampling config nor the caller gives one
-TO_UINT8 = clip_uint8  # decoded float images (b, H, W, 3) -> the uint8 images that are judged
 PER_CONFIGURATION = ("mode", "budget")  # sampler fields each configuration sets, ignored in the base settings
+ROW_KEYS = ("mode", "steps", "budget", "seed")  # what identifies a result row; its other keys are metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,90 +113,15 @@ def check_fit(models: MaskGITModels, clf: ClassifierConfig) -> None:
         raise ValueError(f"the classifier has {clf.nclass} classes, the generator only {models.transformer.nclass}")
 
 
-def pad_rows(x: np.ndarray, size: int) -> np.ndarray:
-    """(n, ...) -> (size, ...), repeating the last row (n <= size)."""
-    return np.pad(x, [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1), mode="edge")
-
-
-@dataclasses.dataclass(frozen=True)
-class Judge:
-    """The feature classifier, jitted once: judge(uint8 images (b, H, W, 3)) -> (features (b, D) float32,
-    predicted classes (b,))."""
-
-    cfg: ClassifierConfig
-    params: dict
-    apply: Callable
-
-    @classmethod
-    def load(cls, weights_dir: str) -> "Judge":
-        cfg, params = load_classifier(weights_dir)
-        net = FeatureClassifier(cfg)
-        return cls(cfg, params, jax.jit(lambda p, x: net.apply({"params": p}, x)))
-
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, features = self.apply(self.params, jnp.asarray(images))
-        return np.asarray(features), np.asarray(jnp.argmax(logits, axis=-1))
-
-
-def decoder(models: MaskGITModels) -> Callable:
-    """Jitted VQGAN decode shared by every configuration: fn(vqgan params, codes (b, g, g)) -> (b, H, W, 3)."""
-    vq = VQGAN(models.vqgan, jnp.dtype(models.vqgan_dtype))
-    return jax.jit(lambda p, codes: vq.apply({"params": p}, codes, method=VQGAN.decode_code))
-
-
-def sample_and_classify(sample, decode, params: dict, labels: jax.Array, keys: jax.Array,
-                        judge: Judge) -> tuple[np.ndarray, np.ndarray, float]:
-    """One batch: sample codes and decode them (timed, to completion), convert with TO_UINT8, classify.
-
-    labels (b,) int32, keys (b, 2) per-image keys -> (features (b, D), predicted classes (b,), seconds).
-    """
-    t0 = time.perf_counter()
-    images = jax.block_until_ready(decode(params["vqgan"], sample(params, labels, keys)["codes"]))
-    seconds = time.perf_counter() - t0
-    return (*judge(TO_UINT8(np.asarray(images))), seconds)
-
-
-def real_statistics(split: str, s: EvalSettings, judge: Judge, bar: tqdm) -> tuple[FeatureStats, float]:
+def real_statistics(split: str, s: EvalSettings, extractor: Extractor, mesh, bar: tqdm) -> tuple[FeatureStats, float]:
     """Feature statistics and classifier accuracy of real images 0..num_samples-1 of `split`."""
-    stats, correct = FeatureStats(judge.cfg.feature_dim), 0
+    acc = Accumulator(extractor.net.feature_dim)
     for start in range(0, s.num_samples, s.batch_size):
         images, labels = render_batch(np.arange(start, min(start + s.batch_size, s.num_samples)), split)
-        features, predicted = judge(pad_rows(images, s.batch_size))
-        stats.update(features[: len(labels)])
-        correct += int(np.sum(predicted[: len(labels)] == labels))
+        acc.add(*batch_moments(extractor, mesh, pad_rows(images, s.batch_size), pad_rows(labels, s.batch_size),
+                               len(labels)))
         bar.update()
-    return stats, correct / s.num_samples
-
-
-def evaluate_configuration(c: Configuration, models: MaskGITModels, params: dict, decode, s: EvalSettings,
-                           judge: Judge, reference: FeatureStats, bar: tqdm) -> list[dict]:
-    """One row per seed for configuration `c`: its sampler (without the decoder) compiled once, one untimed
-    warm-up batch, then every batch timed (sampling and decoding).
-
-    seconds_per_image = sampling time / images computed (the padding of a partial last batch included).
-    """
-    bs, n, nclass = s.batch_size, s.num_samples, judge.cfg.nclass
-    first_labels, first_keys = jnp.arange(bs, dtype=jnp.int32) % nclass, image_keys(jax.random.PRNGKey(0), 0, bs)
-    sample = build_sampler(models, c.sampling, decode=False).lower(params, first_labels, first_keys).compile()
-    sample_and_classify(sample, decode, params, first_labels, first_keys, judge)
-    ref_mu, ref_cov = reference.mean_cov()
-    rows = []
-    for seed in range(s.seeds):
-        key, stats, correct, seconds = jax.random.PRNGKey(seed), FeatureStats(judge.cfg.feature_dim), 0, 0.0
-        starts = range(0, n, bs)
-        for start in starts:
-            count = min(bs, n - start)
-            labels = np.arange(start, start + bs, dtype=np.int32) % nclass
-            features, predicted, t = sample_and_classify(sample, decode, params, jnp.asarray(labels),
-                                                         image_keys(key, start, bs), judge)
-            stats.update(features[:count])
-            correct += int(np.sum(predicted[:count] == labels[:count]))
-            seconds += t
-            bar.update()
-        rows.append({"mode": c.mode, "steps": c.steps, "budget": c.budget, "seed": seed,
-                     "fid": frechet_distance(*stats.mean_cov(), ref_mu, ref_cov), "accuracy": correct / n,
-                     "seconds_per_image": seconds / (len(starts) * bs)})
-    return rows
+    return acc.stats, extractor.net.finish(acc.values())["accuracy"]
 
 
 def evaluate(s: EvalSettings) -> dict:
@@ -207,17 +131,20 @@ def evaluate(s: EvalSettings) -> dict:
     'reference': {fid_train_vs_test, accuracy_test, num_samples}, 'settings': the settings, device, versions, date}.
     """
     configs = configurations(s.sampling, s.budgets)
+    check_batch_size(s.batch_size, jax.device_count())
     models, params = load_pipeline(s.weights, s.dtype)
-    judge = Judge.load(s.classifier)
-    check_fit(models, judge.cfg)
-    batches = -(-s.num_samples // s.batch_size)
-    with tqdm(total=batches * (2 + s.seeds * len(configs)), desc="evaluating", unit="batch") as bar:
-        test, accuracy_test = real_statistics("test", s, judge, bar)
-        train, _ = real_statistics("train", s, judge, bar)
-        rows, decode = [], decoder(models)
+    mesh = make_mesh()
+    extractor = on_mesh(classifier_extractor(s.classifier), mesh)
+    check_fit(models, extractor.net.cfg)
+    plan = Plan(s.num_samples, s.seeds, s.batch_size, extractor.net.cfg.nclass)
+    generator = Generator.on(models, params, mesh)
+    with tqdm(total=plan.batches * (2 + s.seeds * len(configs)), desc="evaluating", unit="batch") as bar:
+        test, accuracy_test = real_statistics("test", s, extractor, mesh, bar)
+        train, _ = real_statistics("train", s, extractor, mesh, bar)
+        rows, reference = [], Reference(*test.mean_cov())
         for c in configs:
             bar.set_postfix_str(f"{c.mode} N={c.steps} B={c.budget}")
-            rows += evaluate_configuration(c, models, params, decode, s, judge, test, bar)
+            rows += evaluate_configuration(c, generator, extractor, reference, plan, bar)
     return {
         "results": rows,
         "reference": {"fid_train_vs_test": frechet_distance(*train.mean_cov(), *test.mean_cov()),
@@ -225,14 +152,14 @@ def evaluate(s: EvalSettings) -> dict:
         "settings": {**dataclasses.asdict(s), "sampling": {k: v for k, v in dataclasses.asdict(s.sampling).items()
                                                            if k not in PER_CONFIGURATION},
                      "weights": shown_path(s.weights), "classifier": shown_path(s.classifier),
-                     "image_conversion": TO_UINT8.__name__, "labels": "i % nclass",
-                     "nclass": judge.cfg.nclass, "device": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+                     "image_conversion": extractor.net.image_conversion, "labels": "i % nclass",
+                     "nclass": plan.nclass, "device": jax.devices()[0].device_kind, "jax_version": jax.__version__,
                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
     }
 
 
 def summary(results: list[dict]) -> list[dict]:
-    """Mean and std over seeds per (mode, steps, budget), in order of first appearance.
+    """Mean and std over seeds per (mode, steps, budget) of every metric the rows hold, in order of first appearance.
 
     std is the sample standard deviation (ddof=1), 0 for a single seed.
     """
@@ -242,7 +169,7 @@ def summary(results: list[dict]) -> list[dict]:
     out = []
     for (mode, steps, budget), rows in groups.items():
         entry = {"mode": mode, "steps": steps, "budget": budget, "seeds": len(rows)}
-        for name in ("fid", "accuracy", "seconds_per_image"):
+        for name in (k for k in rows[0] if k not in ROW_KEYS):
             values = np.array([r[name] for r in rows], np.float64)
             entry[f"{name}_mean"] = float(values.mean())
             entry[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0

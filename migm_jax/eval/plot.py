@@ -1,4 +1,4 @@
-"""The quality-cost Pareto plot of an evaluation (`migm_jax.eval.harness.evaluate` output) as a PNG."""
+"""The quality-cost Pareto plot of an evaluation (`harness.evaluate` or `fid_eval.evaluate_fid` output) as a PNG."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ BUDGET_MODES = {"fewer_steps": "o", "reuse": "s", "shortcut": "^"}  # mode -> ma
 
 def pareto_plot(results: dict, path: str) -> None:
     """Two panels: FID vs full (base-model) steps, FID vs measured seconds per image; one line per mode
-    (vanilla N as a star), error bars = std over seeds, dashed line = real train-vs-test FID."""
+    (vanilla N as a star), error bars = std over seeds, dashed line = real train-vs-test FID (when the results
+    have one)."""
     rows = summary(results["results"])
     fig = Figure(figsize=(11, 4.5))
     FigureCanvasAgg(fig)
@@ -29,15 +30,16 @@ def pareto_plot(results: dict, path: str) -> None:
         for r in (r for r in rows if r["mode"] == "vanilla"):
             ax.errorbar([r[x_name]], [r["fid_mean"]], [r["fid_std"]], marker="*", markersize=14, color="black",
                         linestyle="none", capsize=3, label=f"vanilla N={r['steps']}")
-        ax.axhline(results["reference"]["fid_train_vs_test"], color="gray", linestyle="--",
-                   label="real train vs test")
+        if "fid_train_vs_test" in results.get("reference", {}):
+            ax.axhline(results["reference"]["fid_train_vs_test"], color="gray", linestyle="--",
+                       label="real train vs test")
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].set_ylabel("FID (classifier features)")
-    axes[0].legend()
     settings = results["settings"]
-    fig.suptitle(f"{settings['device']}: {results['reference']['num_samples']} samples per configuration, "
+    axes[0].set_ylabel(f"FID ({settings.get('features', 'classifier features')})")
+    axes[0].legend()
+    fig.suptitle(f"{settings['device']}: {settings['num_samples']} samples per configuration, "
                  f"{settings['seeds']} seed(s)")
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

@@ -1,0 +1,88 @@
+"""One batch of images -> its feature moments, computed where the images are (sharded over the mesh).
+
+The batch is split over all devices of the mesh along its leading axis; conversion to uint8, the network's
+preprocessing, the network and the reduction run on each device's shard, and only the moments (count,
+feature sum (D,), scatter about the batch mean (D, D)) and the per-image values come back to the host,
+where `Accumulator` adds them up in float64. Padded rows of a partial batch are masked out of the moments.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from migm_jax.eval.features import Extractor, FeatureNet
+from migm_jax.eval.fid import FeatureStats
+from migm_jax.sharding import batch_sharding, replicated
+
+
+def check_batch_size(batch_size: int, devices: int) -> None:
+    """ValueError unless the batch splits evenly over the devices."""
+    if batch_size % devices:
+        raise ValueError(f"--batch-size {batch_size} is not divisible by the {devices} devices the batch is split "
+                         f"over; use a multiple of {devices}")
+
+
+def pad_rows(x: np.ndarray, size: int) -> np.ndarray:
+    """(n, ...) -> (size, ...), repeating the last row (n <= size)."""
+    return np.pad(x, [(0, size - len(x))] + [(0, 0)] * (x.ndim - 1), mode="edge")
+
+
+@functools.lru_cache(maxsize=None)
+def programs(net: FeatureNet, mesh: Mesh):
+    """(prepare, moments), jitted once per net and mesh:
+
+    prepare(images (b, H, W, 3) uint8, or decoded float in ~[-1, 1]) -> the network input, batch-sharded;
+    moments(params, x, labels (b,), valid (b,) bool) -> ({count (), sum (D,), scatter (D, D)} replicated,
+    per-image values (b, ...) batch-sharded).
+    """
+    rep, data = replicated(mesh), batch_sharding(mesh)
+
+    def prepare(images):
+        return net.prepare(images if images.dtype == jnp.uint8 else net.to_uint8(images))
+
+    def moments(params, x, labels, valid):
+        features, per_image = net.apply(params, x, labels)
+        weight = valid.astype(jnp.float32)[:, None]
+        count = jnp.sum(valid.astype(jnp.int32))
+        total = jnp.sum(features * weight, axis=0)
+        centred = (features - total / jnp.maximum(count, 1)) * weight
+        scatter = jnp.einsum("bi,bj->ij", centred, centred, precision=jax.lax.Precision.HIGHEST)
+        return {"count": count, "sum": total, "scatter": scatter}, per_image
+
+    return (jax.jit(prepare, in_shardings=data, out_shardings=data),
+            jax.jit(moments, in_shardings=(rep, data, data, data), out_shardings=(rep, data)))
+
+
+def batch_moments(extractor: Extractor, mesh: Mesh, images, labels: np.ndarray, count: int) -> tuple[dict, np.ndarray]:
+    """images (b, H, W, 3) (host or device, uint8 or decoded float), labels (b,) int, of which the first `count`
+    rows are real -> (moments of those rows as numpy, their per-image values (count, ...))."""
+    prepare, moments = programs(extractor.net, mesh)
+    valid = np.arange(len(labels)) < count
+    stats, per_image = moments(extractor.params, prepare(images), np.asarray(labels, np.int32), valid)
+    return jax.device_get(stats), np.asarray(per_image)[:count]
+
+
+class Accumulator:
+    """float64 moments and the per-image values of every batch added so far."""
+
+    def __init__(self, dim: int):
+        self.stats = FeatureStats(dim)
+        self.per_image: list[np.ndarray] = []
+
+    def add(self, moments: dict, per_image: np.ndarray) -> None:
+        self.stats.add_moments(int(moments["count"]), moments["sum"], moments["scatter"])
+        self.per_image.append(per_image)
+
+    def values(self) -> np.ndarray:
+        """All per-image values (n, ...)."""
+        return np.concatenate(self.per_image)
+
+
+def on_mesh(extractor: Extractor, mesh: Mesh) -> Extractor:
+    """The extractor with its params replicated on every device of the mesh."""
+    return Extractor(extractor.net, jax.device_put(extractor.params, replicated(mesh)))

@@ -1,0 +1,65 @@
+"""Argument checks and the summary table that the demo harness and the Inception FID commands share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+
+from migm_jax.eval.batch_stats import check_batch_size
+
+DEFAULT_BUDGETS = (4, 6, 8)  # kept where 2 <= B < N when --budgets is not given
+
+
+def check_output(path: str, ext: str, option: str) -> None:
+    """ValueError unless `path` ends in `ext` and its directory exists and is writable."""
+    if os.path.splitext(path)[1].lower() != ext:
+        raise ValueError(f"{option} must be a {ext} file, got {path}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise ValueError(f"cannot write {path}: {directory} is not a writable directory")
+
+
+def check_budgets(budgets: list[int] | None, steps: int) -> tuple[int, ...]:
+    """The budgets to evaluate: the given ones (each in 2..steps) or the defaults below `steps`."""
+    if budgets is None:
+        kept = tuple(b for b in DEFAULT_BUDGETS if b < steps)
+        if not kept:
+            raise ValueError(f"none of the default budgets {' '.join(map(str, DEFAULT_BUDGETS))} is below "
+                             f"{steps} steps; give --budgets")
+        return kept
+    bad = [b for b in budgets if not 2 <= b <= steps]
+    if bad:
+        raise ValueError(f"--budgets must be in 2..steps ({steps}), got {bad[0]}")
+    return tuple(sorted(set(budgets)))
+
+
+def check_run_args(args: argparse.Namespace, needs_budgets: bool = True) -> None:
+    """The checks the demo and the Inception evaluation share: sample counts, steps, budgets (when some mode
+    needs them), output files."""
+    if args.num_samples < 2:
+        raise ValueError(f"--num-samples must be >= 2 (a covariance needs two images), got {args.num_samples}")
+    for option, value in (("--seeds", args.seeds), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ValueError(f"{option} must be >= 1, got {value}")
+    check_batch_size(args.batch_size, jax.device_count())
+    if args.steps is not None:
+        if args.steps < 2:
+            raise ValueError(f"--steps must be >= 2, got {args.steps}")
+        if needs_budgets:
+            check_budgets(args.budgets, args.steps)
+    check_output(args.out, ".json", "--out")
+    if args.plot:
+        check_output(args.plot, ".png", "--plot")
+
+
+def print_table(rows: list[dict]) -> None:
+    """The summary rows: FID mean ± std over seeds, then accuracy or Inception Score, then seconds per image."""
+    quality = "accuracy" if "accuracy_mean" in rows[0] else "IS"
+    print(f"{'mode':<12} {'steps':>5} {'budget':>6}  {'FID':>17}  {quality:>15}  {'s/image':>9}")
+    for r in rows:
+        fid = f"{r['fid_mean']:.3f} ± {r['fid_std']:.3f}"
+        score = f"{r['accuracy_mean']:.3f}" if quality == "accuracy" else f"{r['is_mean']:.2f} ± {r['is_std_mean']:.2f}"
+        print(f"{r['mode']:<12} {r['steps']:>5} {r['budget']:>6}  {fid:>17}  {score:>15}  "
+              f"{r['seconds_per_image_mean']:>9.2e}")

@@ -1,0 +1,108 @@
+"""The Inception-v3 FID commands: reference statistics of an image folder, and FID / IS of the samplers.
+
+  python -m migm_jax.eval ref-stats --images imagenet_val_512/ --inception weights-inception-2015-12-05-6726825d.pth --out ref.npz
+  python -m migm_jax.eval fid --weights W --inception weights-inception-2015-12-05-6726825d.pth --ref-stats ref.npz \\
+      --steps 32 --budgets 8 9 12 --out results.json --plot pareto.png
+
+Generated and reference images go through the same preprocessing of the chosen flavor (default torch-fidelity,
+what the paper's numbers use); `fid` continues an interrupted run when given the same arguments again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+
+from migm_jax.eval.batch_stats import check_batch_size, on_mesh
+from migm_jax.eval.cli_common import check_budgets, check_output, check_run_args, print_table
+from migm_jax.eval.features import inception_extractor
+from migm_jax.eval.fid_eval import MODES, FIDSettings, evaluate_fid
+from migm_jax.eval.harness import base_sampling, summary
+from migm_jax.eval.inception import WEIGHTS
+from migm_jax.eval.inception_preprocess import FLAVORS
+from migm_jax.eval.plot import pareto_plot
+from migm_jax.eval.refstats import folder_statistics, list_images, read_ref_stats, write_ref_stats
+from migm_jax.sharding import make_mesh
+from migm_jax.weights import read_config
+
+
+def add_inception_args(p: argparse.ArgumentParser, batch_size: int) -> None:
+    p.add_argument("--inception", required=True, help="FID Inception weights: torch-fidelity's "
+                   f"{WEIGHTS['torch-fidelity'][0]} or pytorch-fid's {WEIGHTS['pytorch-fid'][0]}")
+    p.add_argument("--flavor", default="torch-fidelity", choices=FLAVORS,
+                   help="whose preprocessing (resize, normalisation) the features follow (default torch-fidelity)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="images per batch, a multiple of the devices")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m migm_jax.eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    ref = sub.add_parser("ref-stats", help="FID statistics of an image folder",
+                         description="FID reference statistics (mu, sigma of the Inception pool features) of every "
+                                     "image below a folder, in sorted order, converted to RGB.")
+    ref.add_argument("--images", required=True, help="folder of png / jpg / jpeg / webp / bmp images of one size "
+                     "(searched recursively)")
+    add_inception_args(ref, 64)
+    ref.add_argument("--out", required=True, help="statistics .npz to write (mu, sigma, num_images)")
+    fid = sub.add_parser("fid", help="FID and Inception Score of each sampler configuration",
+                         description="FID against reference statistics, Inception Score and seconds per image of "
+                                     "vanilla N and, per budget B, fewer_steps / reuse / shortcut; rerunning the same "
+                                     "command continues an interrupted run.")
+    fid.add_argument("--weights", required=True, help="'maskgit' weights dir (with a shortcut for --mode shortcut)")
+    fid.add_argument("--ref-stats", required=True, help="reference statistics (.npz of ref-stats or pytorch-fid, "
+                     "or torch-fidelity's cached statistics)")
+    add_inception_args(fid, 64)
+    fid.add_argument("--num-samples", type=int, default=50000, help="images per configuration and seed (>= 2)")
+    fid.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per configuration")
+    fid.add_argument("--steps", type=int, help="N (default: the weights' recommended sampling, else 16)")
+    fid.add_argument("--budgets", type=int, nargs="+", help="full steps B, 2..N (default: those of 4 6 8 below N)")
+    fid.add_argument("--mode", nargs="+", choices=MODES, default=list(MODES), help="configurations to run "
+                     "(vanilla runs once, with N steps; default: all)")
+    fid.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="transformer / shortcut compute")
+    fid.add_argument("--out", required=True, help="results JSON to write (and to continue, when it exists)")
+    fid.add_argument("--plot", help="Pareto plot PNG to write")
+    return p.parse_args(argv)
+
+
+def check_inception_file(path: str, flavor: str) -> None:
+    if not os.path.isfile(path):
+        name, url = WEIGHTS[flavor]
+        raise ValueError(f"--inception: no weights file at {path}; download {flavor}'s {name} from {url}")
+
+
+def run_ref_stats(args: argparse.Namespace) -> None:
+    """Checks the arguments and the folder, computes the statistics, writes them."""
+    check_output(args.out, ".npz", "--out")
+    check_inception_file(args.inception, args.flavor)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_batch_size(args.batch_size, jax.device_count())
+    paths = list_images(args.images)
+    mesh = make_mesh()
+    extractor = on_mesh(inception_extractor(args.inception, args.flavor), mesh)
+    stats = folder_statistics(paths, extractor, mesh, args.batch_size)
+    write_ref_stats(args.out, stats)
+    print(f"wrote {args.out} ({stats.count} images)")
+
+
+def run_fid(args: argparse.Namespace) -> None:
+    """Checks the arguments and files, evaluates (or continues), writes the JSON [and plot], prints the table."""
+    budget_modes = set(args.mode) - {"vanilla"}
+    check_run_args(args, needs_budgets=bool(budget_modes))
+    check_inception_file(args.inception, args.flavor)
+    read_ref_stats(args.ref_stats)
+    if not os.path.isdir(args.weights):
+        raise ValueError(f"--weights: no weights directory at {args.weights}")
+    sampling = base_sampling(read_config(args.weights)[1], args.steps)
+    budgets = check_budgets(args.budgets, sampling.steps) if budget_modes else ()
+    settings = FIDSettings(args.weights, args.inception, args.ref_stats, sampling, budgets, tuple(args.mode),
+                           args.flavor, args.num_samples, args.seeds, args.batch_size, args.dtype)
+    result = evaluate_fid(settings, args.out)
+    print(f"wrote {args.out}")
+    if args.plot:
+        pareto_plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    print_table(summary(result["results"]))
