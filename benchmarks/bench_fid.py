@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from bench_maskgit import parse_case, random_params
-from common import report
+from common import report, write_json
 from migm_jax.eval.batch_stats import Accumulator, check_batch_size, on_mesh
 from migm_jax.eval.features import Extractor, InceptionNet
 from migm_jax.eval.harness import Configuration
@@ -89,14 +89,18 @@ def main() -> None:
     generator = Generator.on(models, random_params(models, image_size), mesh)
     inception = jax.jit(InceptionV3().init)(jax.random.PRNGKey(1), jnp.zeros((1, SIZE, SIZE, 3)))["params"]
     extractor = on_mesh(Extractor(InceptionNet("torch-fidelity"), inception), mesh)
+    meta = dict(device=jax.devices()[0].device_kind, devices=jax.device_count(), dtype=args.dtype,
+                date=datetime.date.today().isoformat(), jax=jax.__version__)
     rows = []
     for b in batches:
         for case in cases:
+            print(f"timing {case} at batch {b} (the first batch compiles)", flush=True)
             rows.append(time_case(generator, extractor, configuration(case), b, repeats))
             print_table(rows[-1:])
+            if args.out:  # after every row, so a run cut short keeps what it measured
+                write_json(dict(meta, rows=rows), args.out)
     print_table(rows)
-    report(dict(device=jax.devices()[0].device_kind, devices=jax.device_count(), dtype=args.dtype,
-                date=datetime.date.today().isoformat(), jax=jax.__version__, rows=rows), args.out)
+    report(dict(meta, rows=rows), args.out)
 
 
 if __name__ == "__main__":

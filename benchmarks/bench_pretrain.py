@@ -76,20 +76,25 @@ def main() -> None:
     if args.quick:
         overrides += ["batch_size=8", "render_images=64"]
         args.steps = 2
+    meta = {"device": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     rows = []
     for attention in args.attention:
         impl = None if attention == "none" else attention
         cfg = dataclasses.replace(load_config(args.config, overrides), attention_impl=impl)
-        row = {"config": args.config, "attention": attention, "batch_size": cfg.batch_size, **bench(cfg, args.steps)}
-        print(f"attention {attention:>5}: compile {row['compile_s']:.1f} s; ms per step: device {row['step_ms']:.2f}, "
-              f"+data {row['step_data_ms']:.2f}, +metrics sync {row['step_data_sync_ms']:.2f} "
-              f"({cfg.batch_size / row['step_data_sync_ms'] * 1e3:.0f} images/s)")
+        row = {"config": args.config, "attention": attention, "batch_size": cfg.batch_size}
+        try:
+            row.update(bench(cfg, args.steps))
+            print(f"attention {attention:>5}: compile {row['compile_s']:.1f} s; ms per step: device {row['step_ms']:.2f}, "
+                  f"+data {row['step_data_ms']:.2f}, +metrics sync {row['step_data_sync_ms']:.2f} "
+                  f"({cfg.batch_size / row['step_data_sync_ms'] * 1e3:.0f} images/s)")
+        except (NotImplementedError, ValueError) as e:  # e.g. a fused attention that does not take this length
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+            print(f"attention {attention:>5}: not run ({row['error']})")
         rows.append(row)
-    if args.out:
-        meta = {"device": jax.devices()[0].device_kind, "jax_version": jax.__version__,
-                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        with open(args.out, "w") as f:
-            json.dump({"results": rows, **meta}, f, indent=2)
+        if args.out:  # after every row, so a run cut short keeps what it measured
+            with open(args.out, "w") as f:
+                json.dump({"results": rows, **meta}, f, indent=2)
 
 
 if __name__ == "__main__":

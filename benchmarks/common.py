@@ -39,9 +39,13 @@ def timed(fn, *args, repeats: int) -> Timing:
     return Timing(compile_s, (time.perf_counter() - t0) / repeats, program_gib(compiled))
 
 
+def write_json(result: dict, out: str) -> None:
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+
+
 def report(result: dict, out: str | None) -> None:
     """Prints the result as JSON and writes it to `out` if given."""
     if out:
-        with open(out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(result, out)
     print(json.dumps(result))
