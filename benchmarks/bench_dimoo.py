@@ -10,8 +10,28 @@ decode is timed separately. Compile time is reported separately and excluded; ti
 process-wide high-water mark so far, which also counts what random initialisation and compile-time
 autotuning took on the side (it grows with the card's free memory).
 
+Several devices: `--fsdp K --tensor M` build the sampling CLI's mesh (`sample.py --fsdp K --tensor M`) over
+all visible devices, data = the devices left over (pick how many with CUDA_VISIBLE_DEVICES, or on CPU
+XLA_FLAGS=--xla_force_host_platform_device_count=N); the params are created straight onto their shards by
+the CLI's partition rules (LLADA_RULES) and the batch (`--batch`, divisible by data x fsdp) is split over
+data x fsdp. Each row then holds the mesh shape and n_devices; `program_gib` is per device (the compiled
+SPMD program, one device's share), `peak_gib` the largest and `peak_gib_per_device` every local device's
+allocator high-water mark (None on CPU, which keeps no stats). `benchmarks/sharded_memory.py`'s estimate is
+not computed here: it is this same XLA analysis compiled once more, for fake CPU devices (fsdp-only meshes).
+Throughput: `images_per_s` = batch / loop seconds. `full_step_ms` = the vanilla row's loop seconds / steps at
+that size (every vanilla step is a full step: the cond and uncond passes and the token update); None
+when vanilla is not among the cases or comes after the row.
+
+The JSON (`--out`) is rewritten after every row, so a run cut short keeps what it measured.
+
+The collectives' share of the device time: `benchmarks/profile_ops.py dimoo` with the same
+`--fsdp/--tensor/--batch` traces one call and prints, per device and trace line, the summed time of the
+collective ops (all-gather, all-reduce, reduce-scatter, ... and their NCCL kernels) next to the total.
+
   python benchmarks/bench_dimoo.py --out dimoo_h100.json
   python benchmarks/bench_dimoo.py --quick
+  python benchmarks/bench_dimoo.py --tensor 4 --batch 1 --out dimoo_tp4.json   # 4 GPUs
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/bench_dimoo.py --quick --fsdp 2 --tensor 2 --batch 2
 """
 
 from __future__ import annotations
@@ -23,41 +43,60 @@ import json
 import jax
 import jax.numpy as jnp
 
-from common import report, timed
+from common import report, timed, write_json
+from migm_jax.apps.dimoo import batch_split, sampling_mesh
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModel, VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
+from migm_jax.sharding import batch_sharding, param_shardings
 
 CASES = [("vanilla", None), ("shortcut", 14), ("shortcut", 11), ("shortcut", 9), ("cache", None)]
 # the real uncond prompt ("<system>Generate an image according to the text prompt.</system><user><uncondition></user>")
 UNCOND_IDS = [126332, 36289, 289, 3972, 4631, 297, 268, 3019, 12166, 13, 126333, 126334, 126351, 126335]
 
 
-def random_params(models: DiMOOModels) -> dict:
-    """Random weights: LLaDA in bf16 (as the released checkpoint), the shortcut and the VQ decoder in float32."""
+def random_params(models: DiMOOModels, mesh: jax.sharding.Mesh | None = None) -> dict:
+    """Random weights: LLaDA in bf16 (as the released checkpoint), the shortcut and the VQ decoder in float32;
+    with a `mesh`, each param is created on its shards by the partition rules (`param_shardings`)."""
     c, s, v = models.llada, models.shortcut, models.vq
-    k = jax.random.split(jax.random.PRNGKey(0), 3)
-    feat = jnp.zeros((1, 2, c.d_model))
-    f = v.scale_factor
-    return {
-        "llada": jax.jit(LLaDA(c, param_dtype=jnp.bfloat16).init)(k[0], jnp.zeros((1, 2), jnp.int32))["params"],
-        "shortcut": jax.jit(DiMOOShortcut(s).init)(k[1], feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,)))["params"],
-        "vq": jax.jit(VQModel(v).init)(k[2], jnp.zeros((1, f, f, 3)))["params"],
-    }
+
+    def init():
+        k = jax.random.split(jax.random.PRNGKey(0), 3)
+        feat = jnp.zeros((1, 2, c.d_model))
+        f = v.scale_factor
+        return {
+            "llada": LLaDA(c, param_dtype=jnp.bfloat16).init(k[0], jnp.zeros((1, 2), jnp.int32))["params"],
+            "shortcut": DiMOOShortcut(s).init(k[1], feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,)))["params"],
+            "vq": VQModel(v).init(k[2], jnp.zeros((1, f, f, 3)))["params"],
+        }
+
+    if mesh is None:
+        return jax.jit(init)()
+    return jax.jit(init, out_shardings=param_shardings(jax.eval_shape(init), mesh))()
 
 
-def peak_gib() -> float | None:
-    stats = jax.devices()[0].memory_stats()
-    return None if not stats or "peak_bytes_in_use" not in stats else stats["peak_bytes_in_use"] / 2**30
+def peak_gib() -> list[float] | None:
+    """Each local device's allocator high-water mark so far, in GiB; None where the backend keeps no stats."""
+    stats = [d.memory_stats() for d in jax.local_devices()]
+    if not all(s and "peak_bytes_in_use" in s for s in stats):
+        return None
+    return [s["peak_bytes_in_use"] / 2**30 for s in stats]
+
+
+def check_batch(batch: int, mesh: jax.sharding.Mesh | None) -> None:
+    """Exits with a one-line error unless `batch` splits evenly over the mesh's data x fsdp devices."""
+    if batch % batch_split(mesh):
+        raise SystemExit(f"error: --batch {batch} is not divisible by data x fsdp = {batch_split(mesh)} "
+                         f"(mesh {dict(mesh.shape)}), the devices the batch is split over")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny model and images, CPU-friendly")
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="image sides in pixels")
-    p.add_argument("--batch", type=int, default=1, help="images per call (the original runs 1)")
+    p.add_argument("--batch", type=int, default=1, help="images per call (the original runs 1); divisible by data x fsdp")
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--prompt-len", type=int, default=64, help="cond prompt tokens (template included)")
     p.add_argument("--repeats", type=int, default=3)
@@ -65,8 +104,13 @@ def main() -> None:
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32-softmax XLA path)")
     p.add_argument("--triton-gemm", action="store_true",
                    help="compile with XLA's default GEMM choice (Triton fusions allowed) instead of the sampler's cuBLAS-only options")
-    p.add_argument("--out", help="write the results as JSON")
+    p.add_argument("--fsdp", type=int, default=1, help="devices that split the params (FSDP); the rest split the batch")
+    p.add_argument("--tensor", type=int, default=1, help="devices that split each matmul (tensor parallel)")
+    p.add_argument("--out", help="write the results as JSON (after every row)")
     args = p.parse_args()
+    mesh = sampling_mesh(args.fsdp, args.tensor)
+    check_batch(args.batch, mesh)
+    shape = dict(data=1, fsdp=1, tensor=1) if mesh is None else dict(mesh.shape)
     attention = None if args.attention == "none" else args.attention
     if args.quick:
         llada = LLaDAConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=768,
@@ -79,14 +123,18 @@ def main() -> None:
     else:
         llada, layout, vq, sizes, uncond = LLaDAConfig.dimoo_8b(), TokenLayout.real(), VQModelConfig.amused_f16(), args.sizes, UNCOND_IDS
     models = DiMOOModels(llada, layout, DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16", attention_impl=attention)
-    params = random_params(models)
+    params = random_params(models, mesh)
+    place = (lambda x: x) if mesh is None else (lambda x: jax.device_put(x, batch_sharding(mesh)))
     prompt = [(10 if args.quick else 1000) + i for i in range(args.prompt_len)]  # plain text ids, no special id
+    meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(), mesh=shape,
+                date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
+                triton_gemm=args.triton_gemm)
     rows = []
     for size in sizes:
         grid = (size // vq.scale_factor, size // vq.scale_factor)
-        batch = PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout)
+        batch = place(PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout))
         key = jax.random.PRNGKey(1)
-        codes = jnp.zeros((args.batch,) + grid, jnp.int32)
+        codes = place(jnp.zeros((args.batch,) + grid, jnp.int32))
         dec_compile, dec_s, _ = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
                                    params["vq"], codes, repeats=args.repeats)
         print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
@@ -98,18 +146,19 @@ def main() -> None:
             sampler = jax.jit(sampler.__wrapped__) if args.triton_gemm else sampler
             compile_s, loop_s, program = timed(sampler, params, batch, key, repeats=args.repeats)
             base = loop_s if mode == "vanilla" else base
+            peak = peak_gib()
             row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
-                       full_steps=int((sampling.kinds() == 0).sum()), s_per_image=loop_s / args.batch,
-                       s_per_image_with_decode=(loop_s + dec_s) / args.batch, speedup_vs_vanilla=base / loop_s if base else None,
-                       compile_s=compile_s, decode_s=dec_s, program_gib=program, peak_gib=peak_gib(),
+                       full_steps=int((sampling.kinds() == 0).sum()), mesh=shape, n_devices=jax.device_count(),
+                       s_per_image=loop_s / args.batch, s_per_image_with_decode=(loop_s + dec_s) / args.batch,
+                       images_per_s=args.batch / loop_s, full_step_ms=1e3 * base / args.steps if base else None,
+                       speedup_vs_vanilla=base / loop_s if base else None, compile_s=compile_s, decode_s=dec_s,
+                       program_gib=program, peak_gib=max(peak) if peak else None, peak_gib_per_device=peak,
                        cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(),
-                  date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
-                  triton_gemm=args.triton_gemm,
-                  rows=rows)
-    report(result, args.out)
+            if args.out:
+                write_json(dict(meta, rows=rows), args.out)
+    report(dict(meta, rows=rows), args.out)
 
 
 if __name__ == "__main__":

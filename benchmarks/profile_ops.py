@@ -4,9 +4,13 @@ Runs one sampler configuration at real size with random weights (the models of `
 `bench_dimoo.py`), traces one call after warm-up and prints, per line of the GPU plane of the trace
 (XLA ops, kernels), the ops with the largest summed device time. Divide by the number of steps of the
 kind you look at: e.g. DiMOO `--steps 4` vanilla gives four full steps, `--steps 8 --budget 2` two
-full and six shortcut steps.
+full and six shortcut steps. Each line's header also gives the summed time of its collective ops (XLA's
+all-gather / all-reduce / reduce-scatter / all-to-all / collective-permute and the NCCL kernels): on a
+mesh (dimoo `--fsdp K --tensor M`, the sampling CLI's mesh, data = the devices left over) this is the
+collectives' share of the device time, an upper bound of the exposed part since they can overlap compute.
 
   python benchmarks/profile_ops.py dimoo --size 1024 --steps 4
+  python benchmarks/profile_ops.py dimoo --size 1024 --steps 4 --tensor 4   # 4 GPUs: a table per device
   python benchmarks/profile_ops.py maskgit --batch 50 --steps 8 --approximate-gelu
   python benchmarks/profile_ops.py train-dimoo --batch 8 [--fsdp 2]   # one train step of bench_train.py
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import re
 import tempfile
 
 import jax
@@ -23,6 +28,8 @@ import jax.numpy as jnp
 from jax.profiler import ProfileData
 
 from common import timed
+
+COLLECTIVE = re.compile(r"all-gather|all-reduce|reduce-scatter|all-to-all|collective-permute|nccl", re.IGNORECASE)
 
 
 def device_op_times(fn, *args, repeats: int = 2) -> tuple[float, dict[str, collections.Counter], dict[str, collections.Counter]]:
@@ -53,28 +60,35 @@ def print_table(seconds: float, totals: dict, counts: dict, top: int) -> None:
     print(f"wall {seconds * 1e3:.2f} ms per call")
     for line, ops in totals.items():
         total = sum(ops.values())
-        print(f"\n== {line}: {len(ops)} distinct ops, {sum(counts[line].values())} events, {total / 1e6:.2f} ms summed")
+        comm = sum(ns for name, ns in ops.items() if COLLECTIVE.search(name))
+        print(f"\n== {line}: {len(ops)} distinct ops, {sum(counts[line].values())} events, {total / 1e6:.2f} ms summed, "
+              f"collectives {comm / 1e6:.2f} ms ({100 * comm / max(total, 1):.1f}%)")
         for name, ns in ops.most_common(top):
             print(f"{ns / 1e6:10.3f} ms {counts[line][name]:6d}x  {name[:150]}")
 
 
 def dimoo_call(args):
-    from bench_dimoo import UNCOND_IDS, random_params
+    from bench_dimoo import UNCOND_IDS, check_batch, random_params
+    from migm_jax.apps.dimoo import sampling_mesh
     from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
     from migm_jax.models.llada import LLaDAConfig
     from migm_jax.models.vqmodel import VQModelConfig
     from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
     from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
+    from migm_jax.sharding import batch_sharding
 
+    mesh = sampling_mesh(args.fsdp, args.tensor)
+    check_batch(args.batch, mesh)
     llada, vq = LLaDAConfig.dimoo_8b(), VQModelConfig.amused_f16()
     models = DiMOOModels(llada, TokenLayout.real(), DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16",
                          attention_impl="cudnn")
     grid = (args.size // vq.scale_factor,) * 2
     batch = PromptBatch.from_ids([[1000 + i for i in range(args.prompt_len)]] * args.batch, UNCOND_IDS, grid,
                                  models.layout)
+    batch = batch if mesh is None else jax.device_put(batch, batch_sharding(mesh))
     mode = "vanilla" if args.budget is None else "shortcut"
-    fn = build_sampler(models, DiMOOSampling(steps=args.steps, mode=mode, budget=args.budget), decode=False)
-    return fn, (random_params(models), batch, jax.random.PRNGKey(1))
+    fn = build_sampler(models, DiMOOSampling(steps=args.steps, mode=mode, budget=args.budget), decode=False, mesh=mesh)
+    return fn, (random_params(models, mesh), batch, jax.random.PRNGKey(1))
 
 
 def maskgit_call(args):
@@ -109,7 +123,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=1024, help="DiMOO image side")
     p.add_argument("--prompt-len", type=int, default=64, help="DiMOO cond prompt tokens")
     p.add_argument("--approximate-gelu", action="store_true", help="MaskGIT: tanh GELU")
-    p.add_argument("--fsdp", type=int, default=1, help="train-*: devices on the fsdp axis")
+    p.add_argument("--fsdp", type=int, default=1, help="dimoo, train-*: devices on the fsdp axis")
+    p.add_argument("--tensor", type=int, default=1, help="dimoo: devices on the tensor axis")
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     fn, call_args = {"dimoo": dimoo_call, "maskgit": maskgit_call}.get(args.family, train_call)(args)

@@ -101,6 +101,22 @@ def sampling_from_args(args: argparse.Namespace) -> DiMOOSampling:
     return sampling
 
 
+def sampling_mesh(fsdp: int = 1, tensor: int = 1) -> Optional[jax.sharding.Mesh]:
+    """The sampler's (data, fsdp, tensor) mesh over all devices, data = the devices left over; None on one
+    device with nothing to split (the plain single-device sampler). Place the params with
+    `migm_jax.sharding.param_shardings` (LLADA_RULES); the batch is split over data x fsdp (`batch_split`)."""
+    if jax.device_count() == 1 and fsdp * tensor == 1:
+        return None
+    from migm_jax.sharding import make_mesh
+
+    return make_mesh(-1, fsdp, tensor)
+
+
+def batch_split(mesh: Optional[jax.sharding.Mesh]) -> int:
+    """How many ways the sampler splits the batch: data x fsdp (1 without a mesh)."""
+    return 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+
+
 def _sharded_target(weights_dir: str, mesh: jax.sharding.Mesh):
     """Stored shapes and dtypes with shardings by the partition rules, for a sharded restore."""
     from migm_jax.sharding import param_shardings
@@ -131,14 +147,10 @@ def run_sample(args: argparse.Namespace) -> None:
     everything = build_sequences(tokenizer, prompts, args.height, args.width, models.layout,
                                  models.vq.scale_factor, models.llada.max_sequence_length)
 
-    mesh = None
-    if jax.device_count() > 1 or args.fsdp * args.tensor > 1:
-        from migm_jax.sharding import make_mesh
-
-        mesh = make_mesh(-1, args.fsdp, args.tensor)
+    mesh = sampling_mesh(args.fsdp, args.tensor)
     fn = build_sampler(models, sampling, decode=True, mesh=mesh)
     _, _, params = load_weights(args.weights, None if mesh is None else _sharded_target(args.weights, mesh))
-    split = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+    split = batch_split(mesh)
     bs = args.batch_size or len(prompts)
     bs = -(-bs // split) * split
     starts = range(0, len(prompts), bs)
