@@ -39,9 +39,10 @@ def render_split(split: str, n: int) -> dict:
 
 
 def encode_all(reader, encode: Callable[[np.ndarray], np.ndarray], chunk: int = CHUNK) -> dict:
-    """Every image of `reader` through `encode` once, in chunks (the last padded, so one compiled shape):
-    {'code': encode(images) stacked, 'label': (n,) int32}."""
+    """Every image of `reader` through `encode` once, in chunks of min(chunk, n) images (the last padded, so
+    one compiled shape): {'code': encode(images) stacked, 'label': (n,) int32}."""
     n, codes, labels = len(reader), [], []
+    chunk = max(1, min(chunk, n))
     for a in range(0, n, chunk):
         part = reader.read(np.arange(a, min(a + chunk, n)))
         images = np.concatenate([part["image"], np.repeat(part["image"][-1:], chunk - len(part["label"]), axis=0)])
