@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import jax
 
 from migm_jax.eval.batch_stats import check_batch_size
+from migm_jax.files import check_output_file
 
 DEFAULT_BUDGETS = (4, 6, 8)  # kept where 2 <= B < N when --budgets is not given
-
-
-def check_output(path: str, ext: str, option: str) -> None:
-    """ValueError unless `path` ends in `ext` and its directory exists and is writable."""
-    if os.path.splitext(path)[1].lower() != ext:
-        raise ValueError(f"{option} must be a {ext} file, got {path}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
-        raise ValueError(f"cannot write {path}: {directory} is not a writable directory")
 
 
 def check_budgets(budgets: list[int] | None, steps: int) -> tuple[int, ...]:
@@ -49,9 +40,9 @@ def check_run_args(args: argparse.Namespace, needs_budgets: bool = True) -> None
             raise ValueError(f"--steps must be >= 2, got {args.steps}")
         if needs_budgets:
             check_budgets(args.budgets, args.steps)
-    check_output(args.out, ".json", "--out")
+    check_output_file(args.out, (".json",), "--out", "a JSON file")
     if args.plot:
-        check_output(args.plot, ".png", "--plot")
+        check_output_file(args.plot, (".png",), "--plot")
 
 
 def print_table(rows: list[dict]) -> None:

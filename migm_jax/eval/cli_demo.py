@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pathlib
 
 from migm_jax.assets import DEMO_CLASSIFIER, DEMO_MASKGIT
 from migm_jax.eval import harness
-from migm_jax.eval.atomic import write_atomic
 from migm_jax.eval.cli_common import check_budgets, check_run_args, print_table
 from migm_jax.eval.plot import pareto_plot
+from migm_jax.files import write_files_atomically
 from migm_jax.weights import read_config
 
 
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
     settings = harness.EvalSettings(args.weights, args.classifier, sampling, check_budgets(args.budgets, sampling.steps),
                                     args.num_samples, args.seeds, args.batch_size, args.dtype)
     result = harness.evaluate(settings)  # validates every sampler before loading the weights
-    write_atomic(args.out, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(result, indent=2)))
+    write_files_atomically([(args.out, lambda f: f.write(json.dumps(result, indent=2).encode()))])
     print(f"wrote {args.out}")
     if args.plot:
         pareto_plot(result, args.plot)

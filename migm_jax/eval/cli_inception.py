@@ -16,13 +16,14 @@ import os
 import jax
 
 from migm_jax.eval.batch_stats import check_batch_size, on_mesh
-from migm_jax.eval.cli_common import check_budgets, check_output, check_run_args, print_table
+from migm_jax.eval.cli_common import check_budgets, check_run_args, print_table
 from migm_jax.eval.features import inception_extractor
 from migm_jax.eval.fid_eval import MODES, FIDSettings, evaluate_fid
 from migm_jax.eval.harness import base_sampling, summary
 from migm_jax.eval.inception import WEIGHTS
 from migm_jax.eval.inception_preprocess import FLAVORS
 from migm_jax.eval.plot import pareto_plot
+from migm_jax.files import check_output_file
 from migm_jax.eval.refstats import folder_statistics, list_images, read_ref_stats, write_ref_stats
 from migm_jax.sharding import make_mesh
 from migm_jax.weights import read_config
@@ -75,7 +76,7 @@ def check_inception_file(path: str, flavor: str) -> None:
 
 def run_ref_stats(args: argparse.Namespace) -> None:
     """Checks the arguments and the folder, computes the statistics, writes them."""
-    check_output(args.out, ".npz", "--out")
+    check_output_file(args.out, (".npz",), "--out", "a statistics .npz file")
     check_inception_file(args.inception, args.flavor)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -14,9 +14,9 @@ import pathlib
 
 import numpy as np
 
-from migm_jax.eval.atomic import write_atomic
 from migm_jax.eval.batch_stats import Accumulator
 from migm_jax.eval.loop import Journal
+from migm_jax.files import write_files_atomically
 
 VOLATILE = ("date",)  # settings that may differ between a run and its continuation
 
@@ -94,7 +94,7 @@ class FileJournal(Journal):
         fields = dict(settings=json.dumps(self.settings), mode=c.mode, steps=c.steps, budget=c.budget, seed=seed,
                       batches_done=batches_done, seconds=seconds, count=s.count, sum=s.sum, outer=s.outer,
                       per_image=acc.values())
-        write_atomic(self.sidecar, lambda tmp: np.savez(tmp, **fields))
+        write_files_atomically([(self.sidecar, lambda f: np.savez(f, **fields))])
 
     def add_row(self, row: dict) -> None:
         self.rows.append(row)
@@ -105,7 +105,7 @@ class FileJournal(Journal):
 
     def write(self, complete: bool) -> dict:
         result = {"results": self.rows, "settings": self.settings, "complete": complete}
-        write_atomic(self.out, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(result, indent=2)))
+        write_files_atomically([(self.out, lambda f: f.write(json.dumps(result, indent=2).encode()))])
         return result
 
     def finish(self) -> dict:

@@ -110,7 +110,7 @@ def evaluate_configuration(c, generator: Generator, extractor: Extractor, refere
     The sampler is compiled (warm-up batch) only when some seed still has to run.
     """
     sample, rows, warm = generator.sampler(c), [], False
-    bs, n = plan.batch_size, plan.num_samples
+    bs = plan.batch_size
     for seed in range(plan.seeds):
         row = journal.finished(c, seed)
         if row is None:

@@ -6,8 +6,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from migm_jax.eval.atomic import write_atomic
 from migm_jax.eval.harness import summary
+from migm_jax.files import write_files_atomically
 
 BUDGET_MODES = {"fewer_steps": "o", "reuse": "s", "shortcut": "^"}  # mode -> marker; vanilla is a star
 
@@ -42,4 +42,4 @@ def pareto_plot(results: dict, path: str) -> None:
     fig.suptitle(f"{settings['device']}: {settings['num_samples']} samples per configuration, "
                  f"{settings['seeds']} seed(s)")
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    write_files_atomically([(path, lambda f: fig.savefig(f, format="png", dpi=120))])

@@ -17,10 +17,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from migm_jax.convert.torch_file import load_torch_file
-from migm_jax.eval.atomic import write_atomic
 from migm_jax.eval.batch_stats import batch_moments, pad_rows
 from migm_jax.eval.features import Extractor
 from migm_jax.eval.fid import FeatureStats
+from migm_jax.files import write_files_atomically
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LOADERS = 8  # threads decoding image files
@@ -66,7 +66,7 @@ def folder_statistics(paths: list[str], extractor: Extractor, mesh: Mesh, batch_
 def write_ref_stats(path: str, stats: FeatureStats) -> None:
     """Writes mu, sigma (float64) and num_images to the .npz `path`, atomically."""
     mu, sigma = stats.mean_cov()
-    write_atomic(path, lambda tmp: np.savez(tmp, mu=mu, sigma=sigma, num_images=np.int64(stats.count)))
+    write_files_atomically([(path, lambda f: np.savez(f, mu=mu, sigma=sigma, num_images=np.int64(stats.count)))])
 
 
 def read_ref_stats(path: str, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
