@@ -34,6 +34,17 @@ def test_transformer_matches_original(maskgit_small):
     np.testing.assert_allclose(logits, io["out_logits"], atol=ATOL)
 
 
+def test_padded_sequence_matches_original(maskgit_small):
+    """seq_multiple pads T = 65 to 128 rows that no query attends to: the original's outputs, unchanged."""
+    cfg, params = maskgit_small
+    io = load_npz("maskgit_transformer", "io.npz")
+    args = (jnp.asarray(io["in_img_token"], jnp.int32), jnp.asarray(io["in_y"], jnp.int32), jnp.asarray(io["in_drop_label"]))
+    logits, feat = MaskTransformer(cfg, seq_multiple=64).apply({"params": params}, *args)
+    assert feat.shape == (4, 65, 64)
+    np.testing.assert_allclose(feat, io["out_last_feat"], atol=ATOL)
+    np.testing.assert_allclose(logits, io["out_logits"], atol=ATOL)
+
+
 def test_folded_kv_biases_compute_the_same_features(maskgit_small):
     """The sampler's form (`without_kv_biases`, kv_bias=False) equals the checkpoint's form, with non-zero
     attention biases (the fixture's are zero, as PyTorch initialises them)."""

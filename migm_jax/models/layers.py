@@ -111,7 +111,8 @@ class MultiHeadAttention(nn.Module):
     """`nn.MultiheadAttention` with separate q/k/v/out projections (bias everywhere unless `kv_bias=False`,
     which takes params from `fold_kv_biases` and saves two elementwise passes per call).
 
-    __call__(x (b,Lq,C), kv (b,Lk,C) | None, key_mask (b,Lk) | None) -> (b,Lq,C); kv=None is self-attention.
+    __call__(x (b,Lq,C), kv (b,Lk,C) | None, key_mask (b,Lk) | None, key_lengths (b,) | None) -> (b,Lq,C);
+    kv=None is self-attention; key_lengths as in `dot_product_attention` (right padding).
     """
 
     heads: int
@@ -120,14 +121,15 @@ class MultiHeadAttention(nn.Module):
     kv_bias: bool = True
 
     @nn.compact
-    def __call__(self, x: jax.Array, kv: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None) -> jax.Array:
+    def __call__(self, x: jax.Array, kv: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None,
+                 key_lengths: Optional[jax.Array] = None) -> jax.Array:
         width = x.shape[-1]
         kv = x if kv is None else kv
         split = lambda t: t.reshape(t.shape[:-1] + (self.heads, width // self.heads))
         q = split(dense(width, self.dtype, "q")(x))
         k = split(dense(width, self.dtype, "k", use_bias=self.kv_bias)(kv))
         v = split(dense(width, self.dtype, "v", use_bias=self.kv_bias)(kv))
-        out = dot_product_attention(q, k, v, key_mask, self.attention_impl)
+        out = dot_product_attention(q, k, v, key_mask, self.attention_impl, key_lengths)
         return dense(width, self.dtype, "out")(out.reshape(x.shape[:-1] + (width,)))
 
 

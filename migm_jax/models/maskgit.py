@@ -65,9 +65,10 @@ class EncoderBlock(nn.Module):
     kv_bias: bool
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, key_lengths: Optional[jax.Array] = None) -> jax.Array:
         h = layer_norm(BLOCK_LN_EPS, "attn_norm")(x).astype(self.dtype)
-        x = x + MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, self.kv_bias, name="attn")(h)
+        attn = MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, self.kv_bias, name="attn")
+        x = x + attn(h, key_lengths=key_lengths)
         h = layer_norm(BLOCK_LN_EPS, "ff_norm")(x).astype(self.dtype)
         return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, name="ff")(h)
 
@@ -80,6 +81,9 @@ class MaskTransformer(nn.Module):
     shortcut model evolves; `head(feat)` turns any such feature into logits.
     `attention_impl`: None (exact XLA path) | 'cudnn' | 'xla'; `approximate_gelu`: tanh GELU (speed, bf16);
     `kv_bias=False`: attention without key/value biases, for params from `without_kv_biases` (same function).
+    `seq_multiple`: the blocks run on the sequence right-padded with zero rows to a multiple of this (cuDNN's
+    fused attention backward takes only some lengths, e.g. not T = 257); the padding is never attended to
+    and is dropped, so every real position computes the same function.
     """
 
     cfg: MaskTransformerConfig
@@ -87,6 +91,7 @@ class MaskTransformer(nn.Module):
     attention_impl: Optional[str] = None
     approximate_gelu: bool = False
     kv_bias: bool = True
+    seq_multiple: int = 1
 
     def setup(self):
         c = self.cfg
@@ -118,8 +123,15 @@ class MaskTransformer(nn.Module):
         x = self.embed(self.input_ids(codes, labels, drop_label))
         x = gelu(self.first_dense_a(self.first_ln_a(x).astype(self.dtype)), self.approximate_gelu)
         x = self.first_dense_b(self.first_ln_b(x).astype(self.dtype))
+        t = x.shape[1]
+        pad = -t % self.seq_multiple
+        lengths = None
+        if pad:
+            x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
+            lengths = jnp.full((x.shape[0],), t, jnp.int32)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, lengths)
+        x = x[:, :t]
         x = gelu(self.last_dense(self.last_ln_a(x).astype(self.dtype)), self.approximate_gelu)
         return self.last_ln_b(x)
 

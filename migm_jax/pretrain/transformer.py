@@ -59,7 +59,9 @@ class TransformerTask(PretrainTask):
         if set(self.obj) - set(DEFAULTS):
             raise ConfigError(f"objective: unknown keys {sorted(set(self.obj) - set(DEFAULTS))} (known: {sorted(DEFAULTS)})")
         self.vq_params = as_float32(params["vqgan"])
-        self.module = MaskTransformer(self.tcfg, jnp.dtype(cfg.compute_dtype), cfg.attention_impl)
+        # cuDNN's fused attention trains only at some sequence lengths (not T = 257): pad to a multiple of 64
+        pad = 64 if cfg.attention_impl == "cudnn" else 1
+        self.module = MaskTransformer(self.tcfg, jnp.dtype(cfg.compute_dtype), cfg.attention_impl, seq_multiple=pad)
         self.vq = VQGAN(self.vcfg, jnp.dtype(cfg.teacher_dtype))
 
     @functools.cached_property
