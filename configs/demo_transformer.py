@@ -6,7 +6,7 @@ scratch with the MaskGIT objective on the codes of the demo VQGAN (part 1's expo
 
 from migm_jax.training.config import TrainConfig
 
-SAMPLING = {"steps": 16, "cfg_w": 2.0, "r_temp": 4.5, "sm_temp": 1.0, "sched_mode": "arccos", "randomize": "linear"}
+SAMPLING = {"steps": 16, "cfg_w": 4.0, "r_temp": 4.5, "sm_temp": 1.0, "sched_mode": "arccos", "randomize": "linear"}
 
 
 def get_config() -> TrainConfig:
@@ -15,10 +15,11 @@ def get_config() -> TrainConfig:
         model={"hidden": 256, "depth": 6, "heads": 8, "mlp_dim": 1024, "codebook_size": 512, "nclass": 10, "grid": 16},
         tokenizer="runs/demo_vqgan/export/weights",
         objective={"label_drop": 0.1, "label_smoothing": 0.1},
-        sampling=SAMPLING,  # the previews' sampler
+        sampling=SAMPLING,  # the previews' sampler (the shipped run's previews used cfg_w 2; no effect on training)
         compute_dtype="bfloat16",
+        attention_impl="cudnn",  # fused attention (GPU; sequence padded to 320): 18 vs 28 ms a step on an H200
         teacher_dtype="float32",  # the tokenizer's encoder
-        render_images=50_000,
+        render_images=200_000,
         val_split="test",
         val_batches=8,
         batch_size=256,
@@ -26,12 +27,12 @@ def get_config() -> TrainConfig:
         b2=0.99,
         weight_decay=1e-2,
         warmup_steps=500,
-        decay_at=6000,
+        decay_at=11_700,
         decay_gamma=0.1,
         ema_decay=0.999,
-        total_steps=7000,  # the shipped weights' run: what ~5 minutes of one H200 gave (README)
-        ckpt_every=10_000,
-        val_every=5000,
+        total_steps=13_000,  # the shipped weights' run: ~5 minutes of one H200 (README)
+        ckpt_every=6500,
+        val_every=3250,
         export_dtype="bfloat16",
         seed=2,
     )
