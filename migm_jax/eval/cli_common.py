@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import jax
 
 from migm_jax.eval.batch_stats import check_batch_size
+from migm_jax.eval.harness import base_sampling
 from migm_jax.files import check_output_file
+from migm_jax.sampling.maskgit import MaskGITSampling
+from migm_jax.weights import read_config
 
 DEFAULT_BUDGETS = (4, 6, 8)  # kept where 2 <= B < N when --budgets is not given
+
+
+SAMPLER_FLAGS = {"cfg": "cfg_w", "sm_temp": "sm_temp", "r_temp": "r_temp"}  # argparse dest -> MaskGITSampling field
+
+
+def add_sampler_args(p: argparse.ArgumentParser) -> None:
+    """--steps and the sampler settings every configuration shares (default: the weights' recommended ones)."""
+    p.add_argument("--steps", type=int, help="N (default: the weights' recommended sampling, else 16)")
+    p.add_argument("--cfg", type=float, help="classifier-free guidance weight")
+    p.add_argument("--sm-temp", type=float, help="softmax temperature (multiplies the logits)")
+    p.add_argument("--r-temp", type=float, help="gumbel scale of the confidence randomisation")
+
+
+def shared_sampling(weights_dir: str, args: argparse.Namespace) -> MaskGITSampling:
+    """The weights' recommended sampling with the given --steps / --cfg / --sm-temp / --r-temp in its place."""
+    given = {field: getattr(args, dest) for dest, field in SAMPLER_FLAGS.items() if getattr(args, dest) is not None}
+    return dataclasses.replace(base_sampling(read_config(weights_dir)[1], args.steps), **given)
 
 
 def check_budgets(budgets: list[int] | None, steps: int) -> tuple[int, ...]:

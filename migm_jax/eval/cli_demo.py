@@ -15,10 +15,9 @@ import os
 
 from migm_jax.assets import DEMO_CLASSIFIER, DEMO_MASKGIT
 from migm_jax.eval import harness
-from migm_jax.eval.cli_common import check_budgets, check_run_args, print_table
+from migm_jax.eval.cli_common import add_sampler_args, check_budgets, check_run_args, print_table, shared_sampling
 from migm_jax.eval.plot import pareto_plot
 from migm_jax.files import write_files_atomically
-from migm_jax.weights import read_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-samples", type=int, default=2000,
                    help="images per configuration and seed, and real images per split (>= 2)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per configuration")
-    p.add_argument("--steps", type=int, help="N (default: the weights' recommended sampling, else 16)")
+    add_sampler_args(p)
     p.add_argument("--budgets", type=int, nargs="+", help="full steps B, 2..N (default: those of 4 6 8 below N)")
     p.add_argument("--batch-size", type=int, default=500, help="images per compiled batch")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="transformer / shortcut compute")
@@ -49,7 +48,7 @@ def check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> None:
     """Checks the arguments, then the weights' config (N), evaluates, writes the JSON [and plot], prints the table."""
     check_args(args)
-    sampling = harness.base_sampling(read_config(args.weights)[1], args.steps)
+    sampling = shared_sampling(args.weights, args)
     settings = harness.EvalSettings(args.weights, args.classifier, sampling, check_budgets(args.budgets, sampling.steps),
                                     args.num_samples, args.seeds, args.batch_size, args.dtype)
     result = harness.evaluate(settings)  # validates every sampler before loading the weights

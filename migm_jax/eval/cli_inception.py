@@ -16,17 +16,16 @@ import os
 import jax
 
 from migm_jax.eval.batch_stats import check_batch_size, on_mesh
-from migm_jax.eval.cli_common import check_budgets, check_run_args, print_table
+from migm_jax.eval.cli_common import add_sampler_args, check_budgets, check_run_args, print_table, shared_sampling
 from migm_jax.eval.features import inception_extractor
 from migm_jax.eval.fid_eval import MODES, FIDSettings, evaluate_fid
-from migm_jax.eval.harness import base_sampling, summary
+from migm_jax.eval.harness import summary
 from migm_jax.eval.inception import WEIGHTS
 from migm_jax.eval.inception_preprocess import FLAVORS
 from migm_jax.eval.plot import pareto_plot
 from migm_jax.files import check_output_file
 from migm_jax.eval.refstats import folder_statistics, list_images, read_ref_stats, write_ref_stats
 from migm_jax.sharding import make_mesh
-from migm_jax.weights import read_config
 
 
 def add_inception_args(p: argparse.ArgumentParser, batch_size: int) -> None:
@@ -58,7 +57,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_inception_args(fid, 64)
     fid.add_argument("--num-samples", type=int, default=50000, help="images per configuration and seed (>= 2)")
     fid.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per configuration")
-    fid.add_argument("--steps", type=int, help="N (default: the weights' recommended sampling, else 16)")
+    add_sampler_args(fid)
     fid.add_argument("--budgets", type=int, nargs="+", help="full steps B, 2..N (default: those of 4 6 8 below N)")
     fid.add_argument("--mode", nargs="+", choices=MODES, default=list(MODES), help="configurations to run "
                      "(vanilla runs once, with N steps; default: all)")
@@ -97,7 +96,7 @@ def run_fid(args: argparse.Namespace) -> None:
     read_ref_stats(args.ref_stats)
     if not os.path.isdir(args.weights):
         raise ValueError(f"--weights: no weights directory at {args.weights}")
-    sampling = base_sampling(read_config(args.weights)[1], args.steps)
+    sampling = shared_sampling(args.weights, args)
     budgets = check_budgets(args.budgets, sampling.steps) if budget_modes else ()
     settings = FIDSettings(args.weights, args.inception, args.ref_stats, sampling, budgets, tuple(args.mode),
                            args.flavor, args.num_samples, args.seeds, args.batch_size, args.dtype)
