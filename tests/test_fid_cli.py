@@ -24,7 +24,7 @@ from migm_jax.eval import loop
 from migm_jax.eval.__main__ import main
 from migm_jax.eval.features import Extractor
 from migm_jax.eval.journal import sidecar_path
-from migm_jax.eval.refstats import folder_statistics, list_images, read_ref_stats, write_ref_stats
+from migm_jax.eval.refstats import ImageList, folder_images, image_list, list_images, read_ref_stats, reference_statistics, write_ref_stats
 from migm_jax.images import clip_uint8
 from migm_jax.sharding import make_mesh
 
@@ -109,11 +109,32 @@ class ColourNet:
         return {}
 
 
+def test_tfds_split_statistics_are_those_of_its_records_in_order(tmp_path):
+    pytest.importorskip("tensorflow_datasets", reason="needs the [data] extra: tensorflow-datasets, array-record")
+    from migm_jax.synthetic import render_batch
+    from migm_jax.synthetic.dataset import NAME, write_split
+
+    write_split(str(tmp_path), "test", 5, progress=False)
+    images = image_list(f"tfds:{NAME}/test", str(tmp_path))
+    rendered = render_batch(np.arange(5), "test")[0]  # what the records hold, in that order
+    assert images.count == 5 and all(np.array_equal(images.load(i), rendered[i]) for i in range(5))
+    extractor, mesh = Extractor(ColourNet(), 1.0), make_mesh()
+    stats = reference_statistics(images, extractor, mesh, 2)
+    same = reference_statistics(ImageList(5, lambda i: rendered[i], str), extractor, mesh, 2)
+    assert stats.count == 5
+    for a, b in zip(stats.mean_cov(), same.mean_cov()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=f"--images tfds:{NAME}/validation: cannot open it in "):
+        image_list(f"tfds:{NAME}/validation", str(tmp_path))
+    with pytest.raises(ValueError, match="expected tfds:NAME"):
+        image_list("tfds:imagenet2012", str(tmp_path))
+
+
 def test_folder_statistics_are_those_of_its_images_in_order(files, tmp_path):
     paths = list_images(files["images"])
     assert [os.path.relpath(p, files["images"]) for p in paths] == ["a/0.png", "a/2.png", "b/1.png", "b/3.png"]
-    stats = folder_statistics(paths, Extractor(ColourNet(), 1.0), make_mesh(), 3)  # a padded second batch
-    x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]).astype(np.float32) / 255
+    stats = reference_statistics(folder_images(files["images"]), Extractor(ColourNet(), 1.0), make_mesh(), 3)
+    x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]).astype(np.float32) / 255  # batch 2 padded
     features = np.concatenate([x.mean(axis=(1, 2)), (x * x).mean(axis=(1, 2))], axis=-1).astype(np.float64)
     write_ref_stats(str(tmp_path / "s.npz"), stats)
     mu, sigma = read_ref_stats(str(tmp_path / "s.npz"))

@@ -24,7 +24,7 @@ from migm_jax.eval.inception import WEIGHTS
 from migm_jax.eval.inception_preprocess import FLAVORS
 from migm_jax.eval.plot import pareto_plot
 from migm_jax.files import check_output_file
-from migm_jax.eval.refstats import folder_statistics, list_images, read_ref_stats, write_ref_stats
+from migm_jax.eval.refstats import image_list, read_ref_stats, reference_statistics, write_ref_stats
 from migm_jax.sharding import make_mesh
 
 
@@ -40,11 +40,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m migm_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    ref = sub.add_parser("ref-stats", help="FID statistics of an image folder",
+    ref = sub.add_parser("ref-stats", help="FID statistics of an image folder or a TFDS split",
                          description="FID reference statistics (mu, sigma of the Inception pool features) of every "
-                                     "image below a folder, in sorted order, converted to RGB.")
+                                     "image below a folder, in sorted order, or of every record of a prepared TFDS "
+                                     "split, in record order; converted to RGB.")
     ref.add_argument("--images", required=True, help="folder of png / jpg / jpeg / webp / bmp images of one size "
-                     "(searched recursively)")
+                     "(searched recursively), or tfds:NAME[:VERSION]/SPLIT (array_record files; its 'image' feature)")
+    ref.add_argument("--tfds-data-dir", help="TFDS data_dir of a tfds: --images (default: TFDS's own)")
     add_inception_args(ref, 64)
     ref.add_argument("--out", required=True, help="statistics .npz to write (mu, sigma, num_images)")
     fid = sub.add_parser("fid", help="FID and Inception Score of each sampler configuration",
@@ -80,10 +82,10 @@ def run_ref_stats(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_batch_size(args.batch_size, jax.device_count())
-    paths = list_images(args.images)
+    images = image_list(args.images, args.tfds_data_dir)
     mesh = make_mesh()
     extractor = on_mesh(inception_extractor(args.inception, args.flavor), mesh)
-    stats = folder_statistics(paths, extractor, mesh, args.batch_size)
+    stats = reference_statistics(images, extractor, mesh, args.batch_size)
     write_ref_stats(args.out, stats)
     print(f"wrote {args.out} ({stats.count} images)")
 

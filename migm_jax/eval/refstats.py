@@ -1,5 +1,5 @@
-"""FID reference statistics: of an image folder (computed like the features of generated images), and read
-back from this package's, pytorch-fid's or torch-fidelity's files.
+"""FID reference statistics: of an image folder or a TFDS dataset split (computed like the features of
+generated images), and read back from this package's, pytorch-fid's or torch-fidelity's files.
 
 Files written here are pytorch-fid's format: an .npz with `mu` (D,) and `sigma` (D, D) in float64, plus
 `num_images`. torch-fidelity caches the same two keys in a `torch.save` file (a dict of numpy arrays).
@@ -7,9 +7,11 @@ Files written here are pytorch-fid's format: an .npz with `mu` (D,) and `sigma` 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 from jax.sharding import Mesh
@@ -38,26 +40,84 @@ def list_images(folder: str) -> list[str]:
     return [os.path.join(folder, p) for p in found]
 
 
-def load_rgb(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; ValueError unless it is (H, W) = `size` (when given)."""
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 -> (H, W, 3) uint8 (grey repeated, alpha dropped)."""
+    image = np.asarray(image, np.uint8)
+    if image.ndim == 2:
+        image = image[..., None]
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+
+
+def load_rgb(path: str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB."""
     with Image.open(path) as im:
-        image = np.asarray(im.convert("RGB"))
-    if size is not None and image.shape[:2] != size:
-        raise ValueError(f"{path} is {image.shape[1]}x{image.shape[0]}, the first image {size[1]}x{size[0]}: the "
-                         "reference images must share one size; resize or center-crop the folder first")
-    return image
+        return np.asarray(im.convert("RGB"))
 
 
-def folder_statistics(paths: list[str], extractor: Extractor, mesh: Mesh, batch_size: int) -> FeatureStats:
-    """Feature statistics of the images `paths` in that order, in batches over the mesh (the last one padded)."""
-    size = load_rgb(paths[0]).shape[:2]
+@dataclasses.dataclass(frozen=True)
+class ImageList:
+    """`count` reference images in a fixed order: `load(i)` -> (H, W, 3) uint8 RGB; `name(i)` for errors."""
+
+    count: int
+    load: Callable[[int], np.ndarray]
+    name: Callable[[int], str]
+
+
+def folder_images(folder: str) -> ImageList:
+    """The image files below `folder`, in `list_images` order."""
+    paths = list_images(folder)
+    return ImageList(len(paths), lambda i: load_rgb(paths[i]), lambda i: paths[i])
+
+
+def tfds_images(spec: str, data_dir: str | None) -> ImageList:
+    """The 'image' feature of the records of a prepared TFDS split, spec 'NAME[:VERSION]/SPLIT' (e.g.
+    'imagenet2012/validation'), read with `tfds.data_source` (array_record files, no TensorFlow)."""
+    name, sep, split = spec.partition("/")
+    if not (name and sep and split):
+        raise ValueError(f"--images tfds:{spec}: expected tfds:NAME[:VERSION]/SPLIT, e.g. tfds:imagenet2012/validation")
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ValueError("--images tfds:...: needs tensorflow-datasets and array-record: pip install 'migm-jax[data]'") from None
+    where = data_dir or "TFDS's default data_dir"
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir)
+    except Exception as e:  # TFDS raises many types for a missing / unprepared / tfrecord-only dataset
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--images tfds:{spec}: cannot open it in {where} ({first[:200]}); prepare it with "
+                         "file_format='array_record' or give its folder with --tfds-data-dir") from None
+    if "image" not in source.dataset_info.features:
+        raise ValueError(f"--images tfds:{spec} has no 'image' feature (has {', '.join(source.dataset_info.features)})")
+    return ImageList(len(source), lambda i: as_rgb(source[i]["image"]), lambda i: f"tfds:{spec} record {i}")
+
+
+def image_list(images: str, tfds_data_dir: str | None = None) -> ImageList:
+    """--images: 'tfds:NAME[:VERSION]/SPLIT' or a folder; at least 2 images."""
+    found = tfds_images(images[len("tfds:"):], tfds_data_dir) if images.startswith("tfds:") else folder_images(images)
+    if found.count < 2:
+        raise ValueError(f"--images: {images} holds {found.count} image(s); FID statistics need at least 2")
+    return found
+
+
+def reference_statistics(images: ImageList, extractor: Extractor, mesh: Mesh, batch_size: int) -> FeatureStats:
+    """Feature statistics of `images` in their order, in batches over the mesh (the last one padded); all
+    images must have the first one's size."""
+    size = images.load(0).shape[:2]
+
+    def load(i: int) -> np.ndarray:
+        image = images.load(i)
+        if image.shape[:2] != size:
+            raise ValueError(f"{images.name(i)} is {image.shape[1]}x{image.shape[0]}, the first image {size[1]}x{size[0]}: "
+                             "the reference images must share one size; resize or center-crop them first")
+        return image
+
     stats = FeatureStats(extractor.net.feature_dim)
     labels = np.zeros(batch_size, np.int32)  # unused by the Inception features
-    with ThreadPoolExecutor(LOADERS) as pool, tqdm(total=len(paths), desc="reference images", unit="image") as bar:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
-            images = np.stack(list(pool.map(lambda p: load_rgb(p, size), chunk)))
-            moments, _ = batch_moments(extractor, mesh, pad_rows(images, batch_size), labels, len(chunk))
+    with ThreadPoolExecutor(LOADERS) as pool, tqdm(total=images.count, desc="reference images", unit="image") as bar:
+        for start in range(0, images.count, batch_size):
+            chunk = range(start, min(start + batch_size, images.count))
+            batch = np.stack(list(pool.map(load, chunk)))
+            moments, _ = batch_moments(extractor, mesh, pad_rows(batch, batch_size), labels, len(chunk))
             stats.add_moments(int(moments["count"]), moments["sum"], moments["scatter"])
             bar.update(len(chunk))
     return stats
