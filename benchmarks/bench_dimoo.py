@@ -18,6 +18,8 @@ data x fsdp. Each row then holds the mesh shape and n_devices; `program_gib` is 
 SPMD program, one device's share), `peak_gib` the largest and `peak_gib_per_device` every local device's
 allocator high-water mark (None on CPU, which keeps no stats). `benchmarks/sharded_memory.py`'s estimate is
 not computed here: it is this same XLA analysis compiled once more, for fake CPU devices (fsdp-only meshes).
+FP8 (`--matmul fp8`): each row's `fp8_gemms` counts the cuBLASLt FP8 GEMM calls in the optimised program;
+on a GPU the run stops with an error when there are none.
 Throughput: `images_per_s` = batch / loop seconds. `full_step_ms` = the vanilla row's loop seconds / steps at
 that size (every vanilla step is a full step: the cond and uncond passes and the token update); None
 when vanilla is not among the cases or comes after the row.
@@ -30,6 +32,7 @@ collective ops (all-gather, all-reduce, reduce-scatter, ... and their NCCL kerne
 
   python benchmarks/bench_dimoo.py --out dimoo_h100.json
   python benchmarks/bench_dimoo.py --quick
+  python benchmarks/bench_dimoo.py --sizes 1024 --matmul fp8 --out dimoo_fp8.json   # fails unless FP8 GEMMs run
   python benchmarks/bench_dimoo.py --tensor 4 --batch 1 --out dimoo_tp4.json   # 4 GPUs
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/bench_dimoo.py --quick --fsdp 2 --tensor 2 --batch 2
 """
@@ -43,9 +46,10 @@ import json
 import jax
 import jax.numpy as jnp
 
-from common import report, timed, write_json
+from common import FP8_GEMM, report, timed, write_json
 from migm_jax.apps.dimoo import batch_split, sampling_mesh
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
+from migm_jax.models.fp8 import quantize_llada
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModel, VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
@@ -85,6 +89,13 @@ def peak_gib() -> list[float] | None:
     return [s["peak_bytes_in_use"] / 2**30 for s in stats]
 
 
+def check_fp8(matmul: str, fp8_gemms: int, mode: str) -> None:
+    """Exits loudly when FP8 was asked for on a GPU and the compiled sampler holds no FP8 GEMM (XLA fell back)."""
+    if matmul == "fp8" and fp8_gemms == 0 and jax.default_backend() == "gpu":
+        raise SystemExit(f"error: --matmul fp8 but the compiled {mode} sampler holds no {FP8_GEMM} call: XLA did "
+                         "not rewrite the FP8 dots into cuBLASLt FP8 GEMMs, so this would time bf16 matmuls")
+
+
 def check_batch(batch: int, mesh: jax.sharding.Mesh | None) -> None:
     """Exits with a one-line error unless `batch` splits evenly over the mesh's data x fsdp devices."""
     if batch % batch_split(mesh):
@@ -106,6 +117,8 @@ def main() -> None:
                    help="compile with XLA's default GEMM choice (Triton fusions allowed) instead of the sampler's cuBLAS-only options")
     p.add_argument("--fsdp", type=int, default=1, help="devices that split the params (FSDP); the rest split the batch")
     p.add_argument("--tensor", type=int, default=1, help="devices that split each matmul (tensor parallel)")
+    p.add_argument("--matmul", default="bf16", choices=["bf16", "fp8"],
+                   help="LLaDA's block projections: bf16, or FP8 e4m3 on weights quantised once (models/fp8.py)")
     p.add_argument("--out", help="write the results as JSON (after every row)")
     args = p.parse_args()
     mesh = sampling_mesh(args.fsdp, args.tensor)
@@ -122,20 +135,23 @@ def main() -> None:
         sizes, uncond, attention = [32, 64], [507, 3, 4, 5], None
     else:
         llada, layout, vq, sizes, uncond = LLaDAConfig.dimoo_8b(), TokenLayout.real(), VQModelConfig.amused_f16(), args.sizes, UNCOND_IDS
-    models = DiMOOModels(llada, layout, DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16", attention_impl=attention)
+    models = DiMOOModels(llada, layout, DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16", attention_impl=attention,
+                         matmul="fp8" if args.matmul == "fp8" else None)
     params = random_params(models, mesh)
+    if args.matmul == "fp8":
+        params = dict(params, llada=quantize_llada(params["llada"]))
     place = (lambda x: x) if mesh is None else (lambda x: jax.device_put(x, batch_sharding(mesh)))
     prompt = [(10 if args.quick else 1000) + i for i in range(args.prompt_len)]  # plain text ids, no special id
     meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(), mesh=shape,
                 date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
-                triton_gemm=args.triton_gemm)
+                triton_gemm=args.triton_gemm, matmul=args.matmul)
     rows = []
     for size in sizes:
         grid = (size // vq.scale_factor, size // vq.scale_factor)
         batch = place(PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout))
         key = jax.random.PRNGKey(1)
         codes = place(jnp.zeros((args.batch,) + grid, jnp.int32))
-        dec_compile, dec_s, _ = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
+        dec_compile, dec_s, *_ = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
                                    params["vq"], codes, repeats=args.repeats)
         print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
         base = None
@@ -144,7 +160,8 @@ def main() -> None:
             sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
             sampler = build_sampler(models, sampling, decode=False)
             sampler = jax.jit(sampler.__wrapped__) if args.triton_gemm else sampler
-            compile_s, loop_s, program = timed(sampler, params, batch, key, repeats=args.repeats)
+            compile_s, loop_s, program, fp8_gemms = timed(sampler, params, batch, key, repeats=args.repeats)
+            check_fp8(args.matmul, fp8_gemms, mode)
             base = loop_s if mode == "vanilla" else base
             peak = peak_gib()
             row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
@@ -153,6 +170,7 @@ def main() -> None:
                        images_per_s=args.batch / loop_s, full_step_ms=1e3 * base / args.steps if base else None,
                        speedup_vs_vanilla=base / loop_s if base else None, compile_s=compile_s, decode_s=dec_s,
                        program_gib=program, peak_gib=max(peak) if peak else None, peak_gib_per_device=peak,
+                       matmul=args.matmul, fp8_gemms=fp8_gemms,
                        cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -67,13 +67,13 @@ def main() -> None:
     for b in batches:
         labels, key = jnp.arange(b, dtype=jnp.int32) % 1000, jax.random.PRNGKey(1)
         codes = jnp.zeros((b, t.grid, t.grid), jnp.int32)
-        dec_compile, dec_s, _ = timed(lambda p, c: VQGAN(v).apply({"params": p}, c, method=VQGAN.decode_code),
+        dec_compile, dec_s, *_ = timed(lambda p, c: VQGAN(v).apply({"params": p}, c, method=VQGAN.decode_code),
                                    params["vqgan"], codes, repeats=args.repeats)
         print(f"batch {b}: VQGAN decode {dec_s:.4f} s (compile {dec_compile:.1f} s)", flush=True)
         base = None
         for mode, n, budget in map(parse_case, args.cases):
             fn = build_sampler(models, MaskGITSampling(steps=n, mode=mode, budget=budget), decode=False)
-            compile_s, loop_s, _ = timed(fn, params, labels, key, repeats=args.repeats)
+            compile_s, loop_s, *_ = timed(fn, params, labels, key, repeats=args.repeats)
             base = loop_s if (mode, n) == ("vanilla", 32) else base
             row = dict(batch=b, mode=mode, steps=n, budget=budget, loop_s=loop_s, end_to_end_s=loop_s + dec_s,
                        images_per_s=b / (loop_s + dec_s), speedup_vs_vanilla32=base / loop_s if base else None,

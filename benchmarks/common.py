@@ -9,10 +9,14 @@ from typing import NamedTuple, Optional
 import jax
 
 
+FP8_GEMM = "__cublas$lt$matmul$f8"  # XLA's custom-call target of a cuBLASLt FP8 GEMM (GPU)
+
+
 class Timing(NamedTuple):
     compile_s: float
     seconds: float             # mean per call after one warm-up call
     program_gib: Optional[float]  # device memory the compiled program needs: arguments + outputs + scratch
+    fp8_gemms: int             # FP8 GEMM calls in the optimised program (0 wherever XLA runs no FP8 GEMM)
 
 
 def program_gib(compiled) -> Optional[float]:
@@ -36,7 +40,7 @@ def timed(fn, *args, repeats: int) -> Timing:
     t0 = time.perf_counter()
     for _ in range(repeats):
         jax.block_until_ready(compiled(*args))
-    return Timing(compile_s, (time.perf_counter() - t0) / repeats, program_gib(compiled))
+    return Timing(compile_s, (time.perf_counter() - t0) / repeats, program_gib(compiled), compiled.as_text().count(FP8_GEMM))
 
 
 def write_json(result: dict, out: str) -> None:

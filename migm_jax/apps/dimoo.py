@@ -17,6 +17,7 @@ from migm_jax.convert.dimoo import dimoo_shortcut, dimoo_token_layout, llada, ll
 from migm_jax.files import check_output_dir, read_text_lines
 from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
+from migm_jax.models.fp8 import quantize_llada
 from migm_jax.models.llada import LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
@@ -73,6 +74,9 @@ def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g.add_argument("--cache-ratio", type=float, default=0.9, help="ML-Cache: fraction of positions served from cache")
     g.add_argument("--refresh-interval", type=int, default=5, help="ML-Cache: full step every k steps after warm-up")
     g.add_argument("--warmup-ratio", type=float, default=0.3, help="ML-Cache: leading fraction of full steps")
+    g.add_argument("--matmul", default="bf16", choices=["bf16", "fp8"],
+                   help="LLaDA's block projections: in the compute dtype, or fp8 = float8 e4m3 with current scaling on "
+                        "weights quantised once after loading (opt-in; for Hopper GPUs)")
     g.add_argument("--fsdp", type=int, default=1, help="devices that split the params (FSDP); the rest split the batch")
     g.add_argument("--tensor", type=int, default=1, help="devices that split each matmul (tensor parallel)")
     return g
@@ -140,7 +144,8 @@ def run_sample(args: argparse.Namespace) -> None:
                          "go into the export)")
     models = DiMOOModels(LLaDAConfig.from_dict(configs["llada"]), TokenLayout.from_dict(configs["layout"]),
                          DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
-                         VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention)
+                         VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention,
+                         matmul="fp8" if args.matmul == "fp8" else None)
     check_size(args.height, args.width, models.vq.scale_factor)
     tokenizer = load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR), args.trust_remote_code)
     # every prompt error before the weights are read; rows are sliced from this batch (one padded shape)
@@ -150,6 +155,8 @@ def run_sample(args: argparse.Namespace) -> None:
     mesh = sampling_mesh(args.fsdp, args.tensor)
     fn = build_sampler(models, sampling, decode=True, mesh=mesh)
     _, _, params = load_weights(args.weights, None if mesh is None else _sharded_target(args.weights, mesh))
+    if models.matmul == "fp8":  # once, before compiling; the sampler never re-quantises
+        params = dict(params, llada=quantize_llada(params["llada"]))
     split = batch_split(mesh)
     bs = args.batch_size or len(prompts)
     bs = -(-bs // split) * split

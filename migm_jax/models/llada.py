@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from migm_jax.models.fp8 import Fp8Dense
 from migm_jax.models.layers import dot_product_attention
 
 Dtype = Any
@@ -156,6 +157,7 @@ class LLaDABlock(nn.Module):
     (attention over an empty key set); key_lengths (>= 1) = only the first key_lengths keys count (right
     padding, no mask tensor on cuDNN). GQA: kv head j serves query heads j*g .. j*g+g-1 (repeat_interleave).
     Sows `attn_branch`, `mlp_branch`, `out` into 'intermediates'.
+    matmul='fp8': the seven projections run as `Fp8Dense` on `quantize_llada` params (opt-in, inference).
     """
 
     n_heads: int
@@ -166,6 +168,7 @@ class LLaDABlock(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: Optional[str] = None
+    matmul: Optional[str] = None  # None: in `dtype`; 'fp8': e4m3 with current scaling (models/fp8.py)
 
     @nn.compact
     def __call__(self, x: jax.Array, positions: jax.Array, kv: Optional[jax.Array] = None,
@@ -175,7 +178,10 @@ class LLaDABlock(nn.Module):
             raise ValueError("LLaDABlock takes key_mask or key_lengths, not both")
         b, lq, d = x.shape
         hd = d // self.n_heads
-        linear = lambda f, name: _linear(f, self.dtype, self.param_dtype, name)
+        if self.matmul == "fp8":
+            linear = lambda f, name: Fp8Dense(f, self.dtype, name=name)
+        else:
+            linear = lambda f, name: _linear(f, self.dtype, self.param_dtype, name)
         attn_norm = RMSNorm(self.eps, self.param_dtype, name="attn_norm")
         h = attn_norm(x)
         if kv is None:
@@ -233,13 +239,14 @@ class LLaDATransformer(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: Optional[str] = None
+    matmul: Optional[str] = None
 
     def setup(self):
         c = self.cfg
         self.wte = nn.Embed(c.embedding_size, c.d_model, param_dtype=self.param_dtype)
         self.blocks = [
             LLaDABlock(c.n_heads, c.n_kv_heads, c.mlp_hidden_size, c.rope_theta, c.rms_norm_eps,
-                       self.dtype, self.param_dtype, self.attention_impl)
+                       self.dtype, self.param_dtype, self.attention_impl, self.matmul)
             for _ in range(c.n_layers)
         ]
         self.ln_f = RMSNorm(c.rms_norm_eps, self.param_dtype)
@@ -282,7 +289,8 @@ class LLaDA(nn.Module):
 
     dtype: compute dtype; param_dtype: dtype of freshly initialised params (the apply works with
     params of any float dtype, e.g. the bf16 8B checkpoint). attention_impl: None = exact XLA path
-    with float32 softmax; 'cudnn' = flash attention on GPU.
+    with float32 softmax; 'cudnn' = flash attention on GPU. matmul: None = the block projections in
+    `dtype`; 'fp8' = in float8 e4m3 with current scaling, on params from `fp8.quantize_llada` (opt-in).
     Other entry points (via `method=`): `embed`, `features`, `image_logits`.
     """
 
@@ -290,9 +298,10 @@ class LLaDA(nn.Module):
     dtype: Dtype = jnp.bfloat16
     attention_impl: Optional[str] = None
     param_dtype: Dtype = jnp.float32
+    matmul: Optional[str] = None
 
     def setup(self):
-        self.transformer = LLaDATransformer(self.cfg, self.dtype, self.param_dtype, self.attention_impl)
+        self.transformer = LLaDATransformer(self.cfg, self.dtype, self.param_dtype, self.attention_impl, self.matmul)
 
     def __call__(self, ids: jax.Array, positions: Optional[jax.Array] = None, attn_mask: Optional[jax.Array] = None,
                  key_lengths: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:

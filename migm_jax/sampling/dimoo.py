@@ -92,10 +92,13 @@ class DiMOOModels:
     dtype: str = "bfloat16"  # compute dtype of LLaDA and the shortcut: bfloat16 | float32
     attention_impl: Optional[str] = None  # None (exact XLA) | 'cudnn' | 'xla'
     vq_dtype: str = "float32"
+    matmul: Optional[str] = None  # None: LLaDA's projections in `dtype`; 'fp8': on `fp8.quantize_llada` params
 
     def validate(self, sampling: DiMOOSampling, decode: bool) -> None:
         """Raises ValueError when the parts cannot serve `sampling`."""
         lay = self.layout
+        if self.matmul not in (None, "fp8"):
+            raise ValueError(f"matmul must be None or 'fp8', got {self.matmul!r}")
         if lay.vocab_size > self.llada.embedding_size:
             raise ValueError(f"layout needs {lay.vocab_size} logit columns, LLaDA has {self.llada.embedding_size}")
         if sampling.mode == "shortcut":
@@ -272,7 +275,7 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     mode); 'images': (b, H, W, 3) uint8 if decode}.
     """
     lay, dtype = models.layout, jnp.dtype(models.dtype)
-    llada = LLaDA(models.llada, dtype, models.attention_impl)
+    llada = LLaDA(models.llada, dtype, models.attention_impl, matmul=models.matmul)
     lp = {"params": params["llada"]}
     b, n, steps = batch.cond_ids.shape[0], batch.n_img, sampling.steps
     tv, kb = lay.text_vocab_size, lay.codebook_size

@@ -1,0 +1,69 @@
+"""FP8 (e4m3) matmuls with current scaling, for inference (opt-in: `LLaDA(..., matmul="fp8")`).
+
+A weight is quantised once, at load time (`quantize_llada`), with one scale per output channel:
+kernel (in, out) ~= qkernel * scale[None, :], qkernel float8_e4m3fn, scale = amax over `in` / 448. An
+activation is quantised at every call with one scale per row (token), computed on device from that row's
+amax. Both operands of the dot are then unit-scale e4m3 values, so the product factors exactly:
+
+    x @ kernel ~= (sx[:, None] * sw[None, :]) * (qx @ qkernel)
+
+The dot is written on the upcast operands with float32 accumulation, the form XLA's GPU compiler rewrites
+into a cuBLASLt FP8 GEMM on Hopper (`benchmarks/bench_dimoo.py --matmul fp8` counts those calls in the
+compiled program); the two scales are applied to its output. There is no delayed scaling (no amax
+history): nothing here needs a backward pass.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+FP8 = jnp.float8_e4m3fn
+FP8_MAX = float(jnp.finfo(FP8).max)  # 448
+FP8_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")  # per LLaDA block
+
+
+def _scale(amax: jax.Array) -> jax.Array:
+    """float32 scale mapping amax to FP8_MAX (1 where amax is 0, so all-zero rows and channels stay 0)."""
+    amax = amax.astype(jnp.float32)
+    return jnp.where(amax > 0, amax / FP8_MAX, 1.0)
+
+
+def quantize_kernel(kernel: jax.Array) -> dict:
+    """kernel (in, out) -> {'qkernel': (in, out) float8_e4m3fn, 'scale': (out,) float32}."""
+    k = kernel.astype(jnp.float32)
+    scale = _scale(jnp.max(jnp.abs(k), axis=0))
+    return {"qkernel": (k / scale).astype(FP8), "scale": scale}
+
+
+def fp8_matmul(x: jax.Array, qkernel: jax.Array, scale: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """x (..., in) @ the kernel that (qkernel (in, out), scale (out,)) quantise -> (..., out) in `dtype`."""
+    x32 = x.astype(jnp.float32)
+    sx = _scale(jnp.max(jnp.abs(x32), axis=-1, keepdims=True))  # (..., 1), current amax per row
+    qx = (x32 / sx).astype(FP8)
+    y = jnp.einsum("...i,io->...o", qx.astype(dtype), qkernel.astype(dtype), preferred_element_type=jnp.float32)
+    return (y * sx * scale).astype(dtype)
+
+
+class Fp8Dense(nn.Module):
+    """A bias-free Dense on `quantize_kernel` params ('qkernel', 'scale'): (..., in) -> (..., features)."""
+
+    features: int
+    dtype: jnp.dtype = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        qkernel = self.param("qkernel", nn.initializers.zeros, (x.shape[-1], self.features), FP8)
+        scale = self.param("scale", nn.initializers.ones, (self.features,), jnp.float32)
+        return fp8_matmul(x, qkernel, scale, jnp.dtype(self.dtype))
+
+
+@jax.jit
+def quantize_llada(params: dict) -> dict:
+    """LLaDA params (as the converter writes them) -> the same tree with every block's FP8_LINEARS
+    {'kernel'} replaced by `quantize_kernel`'s {'qkernel', 'scale'}; embeddings, norms and the head unchanged.
+    Jitted: runs where the params are, shards follow the kernels'."""
+    blocks = {name: {k: quantize_kernel(v["kernel"]) if k in FP8_LINEARS else v for k, v in block.items()}
+              for name, block in params["transformer"].items() if name.startswith("blocks_")}
+    return {**params, "transformer": {**params["transformer"], **blocks}}
