@@ -180,10 +180,15 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         return None
     log = MetricsLog(workdir, start)
     bar = tqdm(total=cfg.total_steps, initial=start, unit="step", disable=not progress or jax.process_index() != 0)
-    def finish(step: int, micro: list, t0: float) -> None:
-        """Fetches step `step`'s metrics (the only host sync of a step), validates if due, writes one line."""
+    last_fetch = [time.perf_counter()]  # when the previous step's metrics arrived (or the loop started)
+
+    def finish(step: int, micro: list) -> None:
+        """Fetches step `step`'s metrics (the only host sync of a step), validates if due, writes one line.
+        samples_per_s: this step's samples over the time since the previous step's metrics arrived; with the
+        next step already queued that interval is one step of the device, i.e. the throughput."""
         micro = jax.device_get(micro)
-        rate = cfg.batch_size * cfg.accum_steps / (time.perf_counter() - t0)
+        now = time.perf_counter()
+        rate = cfg.batch_size * cfg.accum_steps / (now - last_fetch[0])
         record = {"step": step + 1, **{k: float(np.mean([x[k] for x in micro])) for k in micro[0]}, "samples_per_s": rate}
         if cfg.val_every and (step + 1) % cfg.val_every == 0:
             record.update(run.task.validate(run.state))
@@ -191,6 +196,7 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         log.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
         bar.update(1)
+        last_fetch[0] = time.perf_counter()  # validation and previews are not the next step's time
 
     def preview(done: int) -> None:
         """The sample grid of this validation (single process; the grid needs every image on this host)."""
@@ -207,14 +213,14 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         stopped = stop_signal(signals, run.checkpoints, step)
         if stopped:
             break
-        t0, micro = time.perf_counter(), []
+        micro = []
         for a in range(cfg.accum_steps):
             m = step * cfg.accum_steps + a
             run.state, metrics = run.task.train_step(run.state, m)
             micro.append(metrics)
         if pending:
             finish(*pending)
-        pending = (step, micro, t0)
+        pending = (step, micro)
         due = (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.total_steps
         if due or (cfg.val_every and (step + 1) % cfg.val_every == 0):
             finish(*pending)  # validation and checkpoints see exactly this step's state
