@@ -17,7 +17,7 @@ COMMON = ["render_images=4", "batch_size=4", "val_batches=1", "ckpt_every=2", "v
 VQGAN = COMMON + ["model.ch=32", "model.z_channels=32", "model.embed_dim=8", "model.n_embed=32", "lr=1e-3",
                   "objective.restart_every=3"]
 TRANSFORMER = COMMON + ["model.hidden=32", "model.depth=1", "model.heads=2", "model.mlp_dim=64", "model.codebook_size=32",
-                        "sampling.steps=4", "lr=3e-3"]
+                        "sampling.steps=4", "lr=3e-3", "attention_impl=None"]  # the config's cuDNN attention: GPU only
 CLASSIFIER = COMMON + ["model.widths=(8, 16)", "model.feature_dim=16", "lr=3e-3"]
 
 
