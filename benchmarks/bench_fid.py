@@ -3,7 +3,8 @@
 Times what `python -m migm_jax.eval fid` does per batch, through the same function (`loop.run_batch`): sample
 and decode on the devices, per-image min-max to uint8, torch-fidelity preprocessing, Inception-v3 pool and
 logits, moments reduced on the devices, float64 accumulation on the host. Compile (the first batch) is
-reported separately; images/s is over the later batches, and the 50k projection is 50,000 / images/s.
+reported separately (each program compiled for it is logged with its compile time); images/s is over the
+later batches, and the 50k projection is 50,000 / images/s.
 
   python benchmarks/bench_fid.py --out results.json
 """
@@ -45,7 +46,8 @@ def time_case(generator: Generator, extractor: Extractor, c: Configuration, batc
     plan = Plan(batch * (repeats + 1), 1, batch, generator.models.transformer.nclass)
     sample, acc, key = generator.sampler(c), Accumulator(extractor.net.feature_dim), jax.random.PRNGKey(0)
     t0 = time.perf_counter()
-    run_batch(0, key, generator, sample, extractor, plan, acc)
+    with jax.log_compiles():  # logs each program compiled and its compile time: where a slow first batch goes
+        run_batch(0, key, generator, sample, extractor, plan, acc)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     sampling = sum(run_batch(j, key, generator, sample, extractor, plan, acc) for j in range(1, repeats + 1))
