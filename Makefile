@@ -34,7 +34,7 @@ demo-weights: $(STAMP)
 
 # The quality harness on the embedded model as in README (2,000 samples x 3 seeds, budgets 4-12; meant for a GPU).
 demo-eval: $(STAMP)
-	$(PY) -m migm_jax.eval --budgets 4 6 8 10 12 --dtype bfloat16 --out outputs/demo_eval.json --plot outputs/demo_pareto.png
+	$(PY) -m migm_jax.eval --budgets 4 6 8 10 12 --dtype bfloat16 --attention exact --out outputs/demo_eval.json --plot outputs/demo_pareto.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10 tests

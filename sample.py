@@ -47,12 +47,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     import jax
 
+    from migm_jax.models.layers import attention_for
+
     if args.dtype == "auto":
         args.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
-    if args.attention == "auto":
-        # cuDNN's fused attention takes half-precision inputs only
-        args.attention = "cudnn" if jax.default_backend() == "gpu" and args.dtype == "bfloat16" else "exact"
-    args.attention = None if args.attention == "exact" else args.attention  # None: the models' exact path
+    args.attention = attention_for(args.attention, args.dtype, jax.default_backend())  # None: the exact path
     return args
 
 

@@ -81,7 +81,7 @@ def weights(tmp_path_factory):
 def test_cli_end_to_end(weights, tmp_path, capsys):
     out, png = tmp_path / "r.json", tmp_path / "p.png"
     code = main(["--weights", weights[0], "--classifier", weights[1], "--num-samples", "8", "--seeds", "1",
-                 "--steps", "4", "--cfg", "2.5", "--budgets", "2", "--batch-size", "8", "--out", str(out), "--plot", str(png)])
+                 "--steps", "4", "--cfg", "2.5", "--attention", "xla", "--budgets", "2", "--batch-size", "8", "--out", str(out), "--plot", str(png)])
     assert code == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
     rows = {(r["mode"], r["steps"], r["budget"]): r for r in result["results"]}
@@ -92,6 +92,7 @@ def test_cli_end_to_end(weights, tmp_path, capsys):
     assert np.isfinite(result["reference"]["fid_train_vs_test"]) and result["reference"]["num_samples"] == 8
     shared = result["settings"]["sampling"]  # --steps and --cfg given, r_temp from the weights' config
     assert (shared["steps"], shared["cfg_w"], shared["r_temp"]) == (4, 2.5, 4.5)
+    assert result["settings"]["attention"] == "xla"  # jax.nn.dot_product_attention's XLA path, on this CPU
     assert len({r["fid"] for r in rows.values()}) == 4  # four different samplers, four different sample sets
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > im.size[1] > 100

@@ -10,6 +10,7 @@ import jax
 from migm_jax.eval.batch_stats import check_batch_size
 from migm_jax.eval.harness import base_sampling
 from migm_jax.files import check_output_file
+from migm_jax.models.layers import attention_for
 from migm_jax.sampling.maskgit import MaskGITSampling
 from migm_jax.weights import read_config
 
@@ -25,6 +26,18 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg", type=float, help="classifier-free guidance weight")
     p.add_argument("--sm-temp", type=float, help="softmax temperature (multiplies the logits)")
     p.add_argument("--r-temp", type=float, help="gumbel scale of the confidence randomisation")
+
+
+def add_compute_args(p: argparse.ArgumentParser) -> None:
+    """--dtype and --attention of the transformer and shortcut."""
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="transformer / shortcut compute")
+    p.add_argument("--attention", default="auto", choices=["auto", "cudnn", "xla", "exact"],
+                   help="attention kernel: auto = cudnn (fused) on GPU in bfloat16, exact (float32 softmax) elsewhere")
+
+
+def attention_impl(args: argparse.Namespace):
+    """The models' attention_impl for --attention / --dtype on this backend (None: the exact path)."""
+    return attention_for(args.attention, args.dtype, jax.default_backend())
 
 
 def shared_sampling(weights_dir: str, args: argparse.Namespace) -> MaskGITSampling:

@@ -15,7 +15,7 @@ import os
 
 from migm_jax.assets import DEMO_CLASSIFIER, DEMO_MASKGIT
 from migm_jax.eval import harness
-from migm_jax.eval.cli_common import add_sampler_args, check_budgets, check_run_args, print_table, shared_sampling
+from migm_jax.eval.cli_common import add_compute_args, add_sampler_args, attention_impl, check_budgets, check_run_args, print_table, shared_sampling
 from migm_jax.eval.plot import pareto_plot
 from migm_jax.files import write_files_atomically
 
@@ -31,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_sampler_args(p)
     p.add_argument("--budgets", type=int, nargs="+", help="full steps B, 2..N (default: those of 4 6 8 below N)")
     p.add_argument("--batch-size", type=int, default=500, help="images per compiled batch")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="transformer / shortcut compute")
+    add_compute_args(p)
     p.add_argument("--out", required=True, help="results JSON to write")
     p.add_argument("--plot", help="Pareto plot PNG to write")
     return p.parse_args(argv)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
     check_args(args)
     sampling = shared_sampling(args.weights, args)
     settings = harness.EvalSettings(args.weights, args.classifier, sampling, check_budgets(args.budgets, sampling.steps),
-                                    args.num_samples, args.seeds, args.batch_size, args.dtype)
+                                    args.num_samples, args.seeds, args.batch_size, args.dtype, attention_impl(args))
     result = harness.evaluate(settings)  # validates every sampler before loading the weights
     write_files_atomically([(args.out, lambda f: f.write(json.dumps(result, indent=2).encode()))])
     print(f"wrote {args.out}")

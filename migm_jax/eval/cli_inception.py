@@ -16,7 +16,7 @@ import os
 import jax
 
 from migm_jax.eval.batch_stats import check_batch_size, on_mesh
-from migm_jax.eval.cli_common import add_sampler_args, check_budgets, check_run_args, print_table, shared_sampling
+from migm_jax.eval.cli_common import add_compute_args, add_sampler_args, attention_impl, check_budgets, check_run_args, print_table, shared_sampling
 from migm_jax.eval.features import inception_extractor
 from migm_jax.eval.fid_eval import MODES, FIDSettings, evaluate_fid
 from migm_jax.eval.harness import summary
@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     fid.add_argument("--budgets", type=int, nargs="+", help="full steps B, 2..N (default: those of 4 6 8 below N)")
     fid.add_argument("--mode", nargs="+", choices=MODES, default=list(MODES), help="configurations to run "
                      "(vanilla runs once, with N steps; default: all)")
-    fid.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="transformer / shortcut compute")
+    add_compute_args(fid)
     fid.add_argument("--out", required=True, help="results JSON to write (and to continue, when it exists)")
     fid.add_argument("--plot", help="Pareto plot PNG to write")
     return p.parse_args(argv)
@@ -101,7 +101,7 @@ def run_fid(args: argparse.Namespace) -> None:
     sampling = shared_sampling(args.weights, args)
     budgets = check_budgets(args.budgets, sampling.steps) if budget_modes else ()
     settings = FIDSettings(args.weights, args.inception, args.ref_stats, sampling, budgets, tuple(args.mode),
-                           args.flavor, args.num_samples, args.seeds, args.batch_size, args.dtype)
+                           args.flavor, args.num_samples, args.seeds, args.batch_size, args.dtype, attention_impl(args))
     result = evaluate_fid(settings, args.out)
     print(f"wrote {args.out}")
     if args.plot:

@@ -49,6 +49,7 @@ class FIDSettings:
     seeds: int = 1
     batch_size: int = 64
     dtype: str = "float32"  # compute dtype of transformer and shortcut
+    attention: str | None = None  # their attention_impl: None (exact) | 'cudnn' | 'xla'
 
 
 def selected_configurations(s: FIDSettings):
@@ -94,7 +95,7 @@ def evaluate_fid(s: FIDSettings, out: str) -> dict:
     reference = Reference(mu, sigma)
     mesh = make_mesh()
     models, params, _ = maskgit_app.load_pipeline(s.weights)
-    generator = Generator.on(dataclasses.replace(models, dtype=s.dtype), params, mesh)
+    generator = Generator.on(dataclasses.replace(models, dtype=s.dtype, attention_impl=s.attention), params, mesh)
     extractor = on_mesh(inception_extractor(s.inception, s.flavor), mesh)
     plan = Plan(s.num_samples, s.seeds, s.batch_size, nclass)
     with tqdm(total=plan.batches * s.seeds * len(configs), desc="FID", unit="batch") as bar:

@@ -53,6 +53,7 @@ class EvalSettings:
     seeds: int = 3
     batch_size: int = 500
     dtype: str = "float32"  # compute dtype of transformer and shortcut
+    attention: str | None = None  # their attention_impl: None (exact) | 'cudnn' | 'xla'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +96,14 @@ def shown_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def load_pipeline(weights_dir: str, dtype: str) -> tuple[MaskGITModels, dict]:
+def load_pipeline(weights_dir: str, dtype: str, attention: str | None = None) -> tuple[MaskGITModels, dict]:
     """(models, float32 params) of a 'maskgit' weights dir holding transformer, shortcut and VQGAN."""
     family, configs = read_config(weights_dir)
     if family != FAMILY or "shortcut" not in configs:
         raise ValueError(f"{weights_dir} holds {family} weights ({', '.join(configs)}); the evaluation needs "
                          f"{FAMILY} weights with a shortcut")
     models, params, _ = maskgit_app.load_pipeline(weights_dir)
-    return dataclasses.replace(models, dtype=dtype), params
+    return dataclasses.replace(models, dtype=dtype, attention_impl=attention), params
 
 
 def check_fit(models: MaskGITModels, clf: ClassifierConfig) -> None:
@@ -132,7 +133,7 @@ def evaluate(s: EvalSettings) -> dict:
     """
     configs = configurations(s.sampling, s.budgets)
     check_batch_size(s.batch_size, jax.device_count())
-    models, params = load_pipeline(s.weights, s.dtype)
+    models, params = load_pipeline(s.weights, s.dtype, s.attention)
     mesh = make_mesh()
     extractor = on_mesh(classifier_extractor(s.classifier), mesh)
     check_fit(models, extractor.net.cfg)

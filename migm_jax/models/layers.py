@@ -71,6 +71,15 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: Op
     return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
 
 
+def attention_for(choice: str, dtype: str, backend: str) -> Optional[str]:
+    """A CLI's --attention choice -> `implementation` for `dot_product_attention`: 'auto' is cuDNN's fused
+    attention on a GPU in bfloat16 (it takes half-precision inputs only) and the exact path (None) elsewhere;
+    'exact' is None; 'cudnn' / 'xla' as given."""
+    if choice == "auto":
+        return "cudnn" if backend == "gpu" and dtype == "bfloat16" else None
+    return None if choice == "exact" else choice
+
+
 def cast_kernels(params: dict, dtype: jnp.dtype) -> dict:
     """Casts matmul kernels to the compute dtype once, before the loop (norms, embeddings, biases keep float32).
 
