@@ -26,6 +26,7 @@ from migm_jax.eval.harness import Configuration
 from migm_jax.eval.inception_net import InceptionV3
 from migm_jax.eval.inception_preprocess import SIZE
 from migm_jax.eval.loop import Generator, Plan, run_batch
+from migm_jax.models.layers import attention_for
 from migm_jax.models.maskgit import MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGANConfig
@@ -73,6 +74,8 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=CASES, help="mode:steps[:budget]")
     p.add_argument("--repeats", type=int, default=3, help="timed batches after the compiling one")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="as the fid command's --dtype")
+    p.add_argument("--attention", default="auto", choices=["auto", "cudnn", "xla", "exact"],
+                   help="as the fid command's --attention (auto: cudnn on a GPU in bfloat16, else exact)")
     p.add_argument("--out", help="write the results as JSON")
     args = p.parse_args()
     if args.quick:
@@ -87,11 +90,12 @@ def main() -> None:
     mesh = make_mesh()
     for b in batches:
         check_batch_size(b, jax.device_count())
-    models = MaskGITModels(t, s, v, dtype=args.dtype)  # the fid command's models: exact XLA attention
+    attention = attention_for(args.attention, args.dtype, jax.default_backend())
+    models = MaskGITModels(t, s, v, dtype=args.dtype, attention_impl=attention)  # as the fid command builds them
     generator = Generator.on(models, random_params(models, image_size), mesh)
     inception = jax.jit(InceptionV3().init)(jax.random.PRNGKey(1), jnp.zeros((1, SIZE, SIZE, 3)))["params"]
     extractor = on_mesh(Extractor(InceptionNet("torch-fidelity"), inception), mesh)
-    meta = dict(device=jax.devices()[0].device_kind, devices=jax.device_count(), dtype=args.dtype,
+    meta = dict(device=jax.devices()[0].device_kind, devices=jax.device_count(), dtype=args.dtype, attention=attention,
                 date=datetime.date.today().isoformat(), jax=jax.__version__)
     rows = []
     for b in batches:
