@@ -24,7 +24,8 @@ from migm_jax.eval import loop
 from migm_jax.eval.__main__ import main
 from migm_jax.eval.features import Extractor
 from migm_jax.eval.journal import sidecar_path
-from migm_jax.eval.refstats import ImageList, folder_images, image_list, list_images, read_ref_stats, reference_statistics, write_ref_stats
+from migm_jax.eval.refstats import (ImageList, folder_images, image_list, list_images, read_ref_stats, reference_statistics,
+                                    resize_center_crop, write_ref_stats)
 from migm_jax.images import clip_uint8
 from migm_jax.sharding import make_mesh
 
@@ -128,6 +129,29 @@ def test_tfds_split_statistics_are_those_of_its_records_in_order(tmp_path):
         image_list(f"tfds:{NAME}/validation", str(tmp_path))
     with pytest.raises(ValueError, match="expected tfds:NAME"):
         image_list("tfds:imagenet2012", str(tmp_path))
+
+
+def test_resize_center_crop_is_shorter_side_then_centre():
+    rng = np.random.default_rng(3)
+    wide = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # shorter side 30 -> 16, longer 40 -> int(21.3) = 21
+    expected = np.asarray(Image.fromarray(wide).resize((21, 16), Image.BILINEAR))[:, 2:18]  # left round(2.5) = 2
+    np.testing.assert_array_equal(resize_center_crop(wide, 16), expected)
+    tall = np.ascontiguousarray(wide.transpose(1, 0, 2))
+    expected = np.asarray(Image.fromarray(tall).resize((16, 21), Image.BILINEAR))[2:18]
+    np.testing.assert_array_equal(resize_center_crop(tall, 16), expected)
+
+
+def test_minmax_reference_statistics_are_those_of_stretched_images(files):
+    """--minmax: every image stretched to [0, 255] by its own min and max, truncated, before its features."""
+    images = folder_images(files["images"])
+    raw = [images.load(i).astype(np.float32) / 255 for i in range(images.count)]
+    stretched = [((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8) for x in raw]
+    assert any(not np.array_equal(a, (b * 255).round().astype(np.uint8)) for a, b in zip(stretched, raw))
+    extractor, mesh = Extractor(ColourNet(), 1.0), make_mesh()
+    got = reference_statistics(images, extractor, mesh, 3, minmax=True)
+    want = reference_statistics(ImageList(images.count, lambda i: stretched[i], str), extractor, mesh, 3)
+    for a, b in zip(got.mean_cov(), want.mean_cov()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_folder_statistics_are_those_of_its_images_in_order(files, tmp_path):

@@ -47,6 +47,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ref.add_argument("--images", required=True, help="folder of png / jpg / jpeg / webp / bmp images of one size "
                      "(searched recursively), or tfds:NAME[:VERSION]/SPLIT (array_record files; its 'image' feature)")
     ref.add_argument("--tfds-data-dir", help="TFDS data_dir of a tfds: --images (default: TFDS's own)")
+    ref.add_argument("--resize-crop", type=int, metavar="S", help="first resize the shorter side to S (bilinear) "
+                     "and center-crop SxS, as the original evaluation's torchvision Resize + CenterCrop")
+    ref.add_argument("--minmax", action="store_true", help="min-max stretch each image to [0, 255] first, as the "
+                     "original does to real and generated images alike (the fid command does it to the samples)")
     add_inception_args(ref, 64)
     ref.add_argument("--out", required=True, help="statistics .npz to write (mu, sigma, num_images)")
     fid = sub.add_parser("fid", help="FID and Inception Score of each sampler configuration",
@@ -81,11 +85,13 @@ def run_ref_stats(args: argparse.Namespace) -> None:
     check_inception_file(args.inception, args.flavor)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.resize_crop is not None and args.resize_crop < 1:
+        raise ValueError(f"--resize-crop must be a size in pixels >= 1, got {args.resize_crop}")
     check_batch_size(args.batch_size, jax.device_count())
     images = image_list(args.images, args.tfds_data_dir)
     mesh = make_mesh()
     extractor = on_mesh(inception_extractor(args.inception, args.flavor), mesh)
-    stats = reference_statistics(images, extractor, mesh, args.batch_size)
+    stats = reference_statistics(images, extractor, mesh, args.batch_size, args.resize_crop, args.minmax)
     write_ref_stats(args.out, stats)
     print(f"wrote {args.out} ({stats.count} images)")
 

@@ -23,6 +23,7 @@ from migm_jax.eval.batch_stats import batch_moments, pad_rows
 from migm_jax.eval.features import Extractor
 from migm_jax.eval.fid import FeatureStats
 from migm_jax.files import write_files_atomically
+from migm_jax.images import minmax_uint8
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LOADERS = 8  # threads decoding image files
@@ -52,6 +53,20 @@ def load_rgb(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB."""
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 as the original evaluation's torchvision transforms on a PIL
+    image: Resize(size) (shorter side to `size`, longer to int(size * long / short), PIL bilinear), then
+    CenterCrop(size) (offsets int(round((side - size) / 2)))."""
+    h, w = image.shape[:2]
+    if h <= w:
+        new_h, new_w = size, int(size * w / h)
+    else:
+        new_h, new_w = int(size * h / w), size
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    return resized[top:top + size, left:left + size]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,13 +114,17 @@ def image_list(images: str, tfds_data_dir: str | None = None) -> ImageList:
     return found
 
 
-def reference_statistics(images: ImageList, extractor: Extractor, mesh: Mesh, batch_size: int) -> FeatureStats:
-    """Feature statistics of `images` in their order, in batches over the mesh (the last one padded); all
-    images must have the first one's size."""
-    size = images.load(0).shape[:2]
+def reference_statistics(images: ImageList, extractor: Extractor, mesh: Mesh, batch_size: int,
+                         resize_crop: int | None = None, minmax: bool = False) -> FeatureStats:
+    """Feature statistics of `images` in their order, in batches over the mesh (the last one padded).
+    resize_crop: each image through `resize_center_crop` first (else all must have the first one's size);
+    minmax: each image min-max stretched to [0, 255] as `minmax_uint8` (what the original does to real
+    images before their features, as to generated ones)."""
+    prepare = (lambda im: resize_center_crop(im, resize_crop)) if resize_crop else (lambda im: im)
+    size = prepare(images.load(0)).shape[:2]
 
     def load(i: int) -> np.ndarray:
-        image = images.load(i)
+        image = prepare(images.load(i))
         if image.shape[:2] != size:
             raise ValueError(f"{images.name(i)} is {image.shape[1]}x{image.shape[0]}, the first image {size[1]}x{size[0]}: "
                              "the reference images must share one size; resize or center-crop them first")
@@ -117,6 +136,7 @@ def reference_statistics(images: ImageList, extractor: Extractor, mesh: Mesh, ba
         for start in range(0, images.count, batch_size):
             chunk = range(start, min(start + batch_size, images.count))
             batch = np.stack(list(pool.map(load, chunk)))
+            batch = minmax_uint8(batch.astype(np.float32) / 255.0) if minmax else batch
             moments, _ = batch_moments(extractor, mesh, pad_rows(batch, batch_size), labels, len(chunk))
             stats.add_moments(int(moments["count"]), moments["sum"], moments["scatter"])
             bar.update(len(chunk))
