@@ -139,6 +139,11 @@ def test_resize_center_crop_is_shorter_side_then_centre():
     tall = np.ascontiguousarray(wide.transpose(1, 0, 2))
     expected = np.asarray(Image.fromarray(tall).resize((16, 21), Image.BILINEAR))[2:18]
     np.testing.assert_array_equal(resize_center_crop(tall, 16), expected)
+    mixed = ImageList(2, lambda i: (wide, tall)[i], lambda i: f"image {i}")
+    extractor, mesh = Extractor(ColourNet(), 1.0), make_mesh()
+    with pytest.raises(ValueError, match=r"^image 1 is 30x40, the first image 40x30: .* give --resize-crop S"):
+        reference_statistics(mixed, extractor, mesh, 2)
+    assert reference_statistics(mixed, extractor, mesh, 2, resize_crop=16).count == 2
 
 
 def test_minmax_reference_statistics_are_those_of_stretched_images(files):

@@ -127,7 +127,7 @@ def reference_statistics(images: ImageList, extractor: Extractor, mesh: Mesh, ba
         image = prepare(images.load(i))
         if image.shape[:2] != size:
             raise ValueError(f"{images.name(i)} is {image.shape[1]}x{image.shape[0]}, the first image {size[1]}x{size[0]}: "
-                             "the reference images must share one size; resize or center-crop them first")
+                             "the reference images must share one size; give --resize-crop S to make them all SxS")
         return image
 
     stats = FeatureStats(extractor.net.feature_dim)
