@@ -400,6 +400,18 @@ def test_damaged_newest_checkpoint_falls_back_and_resumes_exactly(tmp_path, caps
     assert sorted(os.listdir(ckpt)) == ["3", "6", "6.damaged"] and losses() == straight
 
 
+def test_gpu_only_attention_is_refused_before_any_work_off_gpu(cli, tmp_path):
+    if jax.default_backend() == "gpu":
+        pytest.skip("the refusal is for backends without cuDNN")
+    tokenizer = os.path.join(ROOT, "migm_jax", "assets", "demo", "maskgit")
+    code, err, _ = cli("train.py", "--config", os.path.join(ROOT, "configs", "demo_transformer.py"),
+                       "--workdir", str(tmp_path / "w"), "--set", f"tokenizer={tokenizer}")
+    assert code == 2 and err.strip() == (
+        "error: attention_impl 'cudnn' (cuDNN's fused attention) needs a GPU, this backend is cpu; run on a GPU "
+        "or pass --set attention_impl=None (exact attention)")
+    assert not (tmp_path / "w").exists()  # refused before the workdir, the images or the tokenizer
+
+
 def test_export_without_a_decoder_names_the_folders(cli, tmp_path):
     """train.py --export of a random teacher without a decoder: sample.py names what is missing, and
     the export folder or the workdir passed as --weights get the folder to use."""

@@ -162,6 +162,9 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> Optional[int
     crash ends the process at once: the run then resumes from the last periodic checkpoint, and the
     steps after it are run again.
     """
+    if cfg.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+        raise ConfigError(f"attention_impl 'cudnn' (cuDNN's fused attention) needs a GPU, this backend is "
+                          f"{jax.default_backend()}; run on a GPU or pass --set attention_impl=None (exact attention)")
     with StopSignals() as signals:
         return _train(cfg, workdir, progress, signals)
 
