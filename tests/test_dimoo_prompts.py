@@ -263,3 +263,11 @@ def test_convert_then_sample_end_to_end(tmp_path, tokenizer, monkeypatch):
     for i in range(2):
         img = np.asarray(Image.open(tmp_path / f"s_{i:03d}.png"))
         assert img.shape == (32, 48, 3) and img.std() > 0
+    # the opt-in FP8 projections: the weights quantised after loading, the same sampler otherwise
+    res = subprocess.run([sys.executable, "sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a red cube",
+                          "--height", "32", "--width", "48", "--steps", "4", "--matmul", "fp8", "--dtype", "float32",
+                          "--out", str(tmp_path / "fp8.png"), "--save-each"], cwd=root, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert res.returncode == 0, res.stderr
+    img = np.asarray(Image.open(tmp_path / "fp8_000.png"))
+    assert img.shape == (32, 48, 3) and img.std() > 0
