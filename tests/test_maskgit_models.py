@@ -45,6 +45,19 @@ def test_padded_sequence_matches_original(maskgit_small):
     np.testing.assert_allclose(logits, io["out_logits"], atol=ATOL)
 
 
+def test_class_token_apart_matches_original(maskgit_small):
+    """Attention over the 64 image tokens (the fused kernel's length) with the class token's key merged by its
+    softmax weight and its query apart: the original's outputs (XLA's implementation here, float32)."""
+    cfg, params = maskgit_small
+    io = load_npz("maskgit_transformer", "io.npz")
+    args = (jnp.asarray(io["in_img_token"], jnp.int32), jnp.asarray(io["in_y"], jnp.int32), jnp.asarray(io["in_drop_label"]))
+    logits, feat = MaskTransformer(cfg, attention_impl="xla", class_token_apart=True).apply({"params": params}, *args)
+    np.testing.assert_allclose(feat, io["out_last_feat"], atol=ATOL)
+    np.testing.assert_allclose(logits, io["out_logits"], atol=ATOL)
+    with pytest.raises(ValueError, match="class_token_apart needs attention_impl"):
+        MaskTransformer(cfg, class_token_apart=True).apply({"params": params}, *args)
+
+
 def test_folded_kv_biases_compute_the_same_features(maskgit_small):
     """The sampler's form (`without_kv_biases`, kv_bias=False) equals the checkpoint's form, with non-zero
     attention biases (the fixture's are zero, as PyTorch initialises them)."""

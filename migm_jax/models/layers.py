@@ -71,6 +71,24 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: Op
     return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
 
 
+def attention_last_key_apart(q: jax.Array, k: jax.Array, v: jax.Array, implementation: str) -> jax.Array:
+    """The same softmax(q k^T / sqrt(d)) v over all L keys, with the fused kernel run at length L - 1 only.
+
+    For a sequence whose length is one more than the kernel's fast size (MaskGIT: 1024 image tokens and the
+    class token last): queries 0..L-2 attend to keys 0..L-2 in `jax.nn.dot_product_attention`
+    (`implementation` 'cudnn' or 'xla'), which also returns each row's log-sum-exp; the last key joins by
+    its softmax weight w = sigmoid(s_last - lse) (out = (1 - w) out_rest + w v_last, an identity); the
+    last query attends to all L keys on the exact path. q, k, v: (b, L, h, d) -> (b, L, h, d).
+    """
+    rest, lse = jax.nn.dot_product_attention(q[:, :-1], k[:, :-1], v[:, :-1], implementation=implementation,
+                                             return_residual=True)  # (b, L-1, h, d), (b, L-1, h)
+    s_last = jnp.einsum("bqhd,bhd->bqh", q[:, :-1], k[:, -1], preferred_element_type=jnp.float32)
+    w = jax.nn.sigmoid(s_last / math.sqrt(q.shape[-1]) - lse.astype(jnp.float32))[..., None]
+    merged = (1.0 - w) * rest.astype(jnp.float32) + w * v[:, -1:].astype(jnp.float32)
+    last = dot_product_attention(q[:, -1:], k, v)
+    return jnp.concatenate([merged.astype(last.dtype), last], axis=1)
+
+
 def attention_for(choice: str, dtype: str, backend: str) -> Optional[str]:
     """A CLI's --attention choice -> `implementation` for `dot_product_attention`: 'auto' is cuDNN's fused
     attention on a GPU in bfloat16 (it takes half-precision inputs only) and the exact path (None) elsewhere;
@@ -128,6 +146,7 @@ class MultiHeadAttention(nn.Module):
     dtype: Dtype = jnp.float32
     attention_impl: Optional[str] = None
     kv_bias: bool = True
+    last_key_apart: bool = False  # self-attention through `attention_last_key_apart` (needs attention_impl)
 
     @nn.compact
     def __call__(self, x: jax.Array, kv: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None,
@@ -138,7 +157,10 @@ class MultiHeadAttention(nn.Module):
         q = split(dense(width, self.dtype, "q")(x))
         k = split(dense(width, self.dtype, "k", use_bias=self.kv_bias)(kv))
         v = split(dense(width, self.dtype, "v", use_bias=self.kv_bias)(kv))
-        out = dot_product_attention(q, k, v, key_mask, self.attention_impl, key_lengths)
+        if self.last_key_apart:
+            out = attention_last_key_apart(q, k, v, self.attention_impl)
+        else:
+            out = dot_product_attention(q, k, v, key_mask, self.attention_impl, key_lengths)
         return dense(width, self.dtype, "out")(out.reshape(x.shape[:-1] + (width,)))
 
 

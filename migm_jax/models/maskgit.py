@@ -63,11 +63,13 @@ class EncoderBlock(nn.Module):
     attention_impl: Optional[str]
     approximate_gelu: bool
     kv_bias: bool
+    class_token_apart: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, key_lengths: Optional[jax.Array] = None) -> jax.Array:
         h = layer_norm(BLOCK_LN_EPS, "attn_norm")(x).astype(self.dtype)
-        attn = MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, self.kv_bias, name="attn")
+        attn = MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, self.kv_bias,
+                                  self.class_token_apart, name="attn")
         x = x + attn(h, key_lengths=key_lengths)
         h = layer_norm(BLOCK_LN_EPS, "ff_norm")(x).astype(self.dtype)
         return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, name="ff")(h)
@@ -81,7 +83,9 @@ class MaskTransformer(nn.Module):
     shortcut model evolves; `head(feat)` turns any such feature into logits.
     `attention_impl`: None (exact XLA path) | 'cudnn' | 'xla'; `approximate_gelu`: tanh GELU (speed, bf16);
     `kv_bias=False`: attention without key/value biases, for params from `without_kv_biases` (same function).
-    `seq_multiple`: the blocks run on the sequence right-padded with zero rows to a multiple of this (cuDNN's
+    `class_token_apart`: attention through `attention_last_key_apart` (the fused kernel at T = grid^2, the
+    class token's key merged by its softmax weight, its query apart; the same function; needs attention_impl
+    'cudnn' or 'xla'). `seq_multiple`: the blocks run on the sequence right-padded with zero rows to a multiple of this (cuDNN's
     fused attention backward takes only some lengths, e.g. not T = 257); the padding is never attended to
     and is dropped, so every real position computes the same function.
     """
@@ -92,6 +96,7 @@ class MaskTransformer(nn.Module):
     approximate_gelu: bool = False
     kv_bias: bool = True
     seq_multiple: int = 1
+    class_token_apart: bool = False
 
     def setup(self):
         c = self.cfg
@@ -102,8 +107,10 @@ class MaskTransformer(nn.Module):
         self.first_dense_a = dense(c.hidden, self.dtype)
         self.first_ln_b = layer_norm(OUTER_LN_EPS)
         self.first_dense_b = dense(c.hidden, self.dtype)
-        self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl, self.approximate_gelu, self.kv_bias)
-                       for _ in range(c.depth)]
+        if self.class_token_apart and (self.attention_impl is None or self.seq_multiple > 1):
+            raise ValueError("class_token_apart needs attention_impl 'cudnn' or 'xla' and no seq_multiple")
+        self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl, self.approximate_gelu, self.kv_bias,
+                                    self.class_token_apart) for _ in range(c.depth)]
         self.last_ln_a = layer_norm(OUTER_LN_EPS)
         self.last_dense = dense(c.hidden, self.dtype)
         self.last_ln_b = layer_norm(OUTER_LN_EPS)

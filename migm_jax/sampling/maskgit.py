@@ -114,11 +114,14 @@ class MaskGITModels:
     dtype: str = "float32"  # compute dtype of transformer and shortcut: float32 | bfloat16
     attention_impl: Optional[str] = None  # None (exact XLA) | 'cudnn' | 'xla'
     approximate_gelu: bool = False  # tanh GELU: faster on GPU, for bf16 compute
+    class_token_apart: bool = False  # transformer attention at T = grid^2 + the class token merged (same function)
     vqgan_dtype: str = "float32"
 
     def validate(self, sampling: MaskGITSampling, decode: bool) -> None:
         """Raises ValueError (one line) when the parts cannot serve `sampling` (or decode images)."""
         sampling.validate(self.transformer.grid)
+        if self.class_token_apart and self.attention_impl is None:
+            raise ValueError("class_token_apart needs attention_impl 'cudnn' or 'xla' (it uses their log-sum-exp)")
         if sampling.mode == "shortcut":
             if self.shortcut is None:
                 raise ValueError("mode shortcut needs a shortcut model (MaskGITModels.shortcut is None)")
@@ -143,7 +146,8 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     """
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
     check_label_array(labels, tcfg.nclass)
-    transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu, kv_bias=False)
+    transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu, kv_bias=False,
+                                  class_token_apart=models.class_token_apart)
     tp = {"params": cast_kernels(without_kv_biases(params["transformer"]), dtype)}
     b, n, steps = labels.shape[0], tcfg.grid * tcfg.grid, sampling.steps
     sche = jnp.asarray(maskgit_schedule(steps, sampling.sched_mode, tcfg.grid), jnp.int32)
