@@ -1,7 +1,7 @@
 """The opt-in FP8 path (models/fp8.py): weight and activation quantisation, and LLaDA on quantised params
-close to the same model in float32 (the fixture LLaDA; speed is measured in benchmarks/bench_dimoo.py)."""
+close to the same model in float32 (the fixture LLaDA; `sample.py --matmul fp8` runs in
+test_dimoo_prompts.py's end-to-end test; speed is measured in benchmarks/bench_dimoo.py)."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -55,18 +55,3 @@ def test_llada_on_quantized_params_tracks_float32():
     assert cos.mean() > 0.99 and cos.min() > 0.97, (cos.mean(), cos.min())  # 0.993 / 0.979 measured (bf16: 0.9999)
     assert float(jnp.abs(out - ref).max()) > 0.1  # both in float32 otherwise: the difference is FP8 (0.64 measured)
 
-
-def test_dimoo_sampler_runs_on_quantized_params():
-    from test_dimoo_sampler import GEN, GRID, PROMPTS, SMALL, small_pipeline
-    from migm_jax.sampling.dimoo import DiMOOSampling, build_sampler
-    from migm_jax.sampling.dimoo_prompts import PromptBatch
-
-    models, params = small_pipeline()
-    batch = PromptBatch.from_ids(PROMPTS, GEN["in_uncon_ids"][0], GRID, SMALL)
-    sampling = DiMOOSampling(steps=4, mode="shortcut", budget=2)
-    fp8 = dataclasses.replace(models, matmul="fp8")
-    out = build_sampler(fp8, sampling, decode=False)(dict(params, llada=quantize_llada(params["llada"])), batch,
-                                                      jax.random.PRNGKey(0))
-    codes, trace = np.asarray(out["codes"]), np.asarray(out["trace"]["mask"])
-    assert codes.shape == (2,) + GRID and codes.min() >= 0 and codes.max() < SMALL.codebook_size
-    assert trace[-1].sum() == 0 and trace[0].sum() > 0  # every cell unmasked by the last step
