@@ -2,7 +2,6 @@
 close to the same model in float32 (the fixture LLaDA; `sample.py --matmul fp8` runs in
 test_dimoo_prompts.py's end-to-end test; speed is measured in benchmarks/bench_dimoo.py)."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
