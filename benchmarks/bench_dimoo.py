@@ -160,7 +160,7 @@ def main() -> None:
             sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
             sampler = build_sampler(models, sampling, decode=False)
             sampler = jax.jit(sampler.__wrapped__) if args.triton_gemm else sampler
-            compile_s, loop_s, program, fp8_gemms = timed(sampler, params, batch, key, repeats=args.repeats)
+            compile_s, loop_s, program, fp8_gemms, _ = timed(sampler, params, batch, key, repeats=args.repeats)
             check_fp8(args.matmul, fp8_gemms, mode)
             base = loop_s if mode == "vanilla" else base
             peak = peak_gib()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 
@@ -17,6 +17,7 @@ class Timing(NamedTuple):
     seconds: float             # mean per call after one warm-up call
     program_gib: Optional[float]  # device memory the compiled program needs: arguments + outputs + scratch
     fp8_gemms: int             # FP8 GEMM calls in the optimised program (0 wherever XLA runs no FP8 GEMM)
+    compiled: Any              # the program timed, for callers that run it again (e.g. under the profiler)
 
 
 def program_gib(compiled) -> Optional[float]:
@@ -40,7 +41,8 @@ def timed(fn, *args, repeats: int) -> Timing:
     t0 = time.perf_counter()
     for _ in range(repeats):
         jax.block_until_ready(compiled(*args))
-    return Timing(compile_s, (time.perf_counter() - t0) / repeats, program_gib(compiled), compiled.as_text().count(FP8_GEMM))
+    return Timing(compile_s, (time.perf_counter() - t0) / repeats, program_gib(compiled),
+                  compiled.as_text().count(FP8_GEMM), compiled)
 
 
 def write_json(result: dict, out: str) -> None:

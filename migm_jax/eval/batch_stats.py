@@ -67,6 +67,11 @@ def batch_moments(extractor: Extractor, mesh: Mesh, images, labels: np.ndarray, 
     return jax.device_get(stats), np.asarray(per_image)[:count]
 
 
+def add_batch(stats: FeatureStats, moments: dict) -> None:
+    """Adds one batch's moments (as `batch_moments` returns them) to `stats`."""
+    stats.add_moments(int(moments["count"]), moments["sum"], moments["scatter"])
+
+
 class Accumulator:
     """float64 moments and the per-image values of every batch added so far."""
 
@@ -75,7 +80,7 @@ class Accumulator:
         self.per_image: list[np.ndarray] = []
 
     def add(self, moments: dict, per_image: np.ndarray) -> None:
-        self.stats.add_moments(int(moments["count"]), moments["sum"], moments["scatter"])
+        add_batch(self.stats, moments)
         self.per_image.append(per_image)
 
     def values(self) -> np.ndarray:

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from migm_jax.convert.torch_file import load_torch_file
-from migm_jax.eval.batch_stats import batch_moments, pad_rows
+from migm_jax.eval.batch_stats import add_batch, batch_moments, pad_rows
 from migm_jax.eval.features import Extractor
 from migm_jax.eval.fid import FeatureStats
 from migm_jax.files import write_files_atomically
@@ -138,7 +138,7 @@ def reference_statistics(images: ImageList, extractor: Extractor, mesh: Mesh, ba
             batch = np.stack(list(pool.map(load, chunk)))
             batch = minmax_uint8(batch.astype(np.float32) / 255.0) if minmax else batch
             moments, _ = batch_moments(extractor, mesh, pad_rows(batch, batch_size), labels, len(chunk))
-            stats.add_moments(int(moments["count"]), moments["sum"], moments["scatter"])
+            add_batch(stats, moments)
             bar.update(len(chunk))
     return stats
 
