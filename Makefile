@@ -18,7 +18,7 @@ sample: $(STAMP)
 	$(PY) sample.py
 
 # Retrains the embedded demo model (migm_jax/assets/demo) from scratch: VQGAN, transformer, shortcut and the
-# metric's classifier, each through train.py with its config (a GPU: ~10 minutes on one H200).
+# metric's classifier, each through train.py with its config (a GPU: ~17 minutes on one H200).
 demo-weights: $(STAMP)
 	$(PY) train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan
 	$(PY) train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan --export

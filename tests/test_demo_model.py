@@ -3,6 +3,8 @@ labelled grid into an empty directory and nothing else, and its vanilla images a
 class by the demo's feature classifier; the shipped weights are trained (held-out images: the VQGAN
 reconstructs them, the transformer predicts their masked codes far above chance)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,7 +47,7 @@ def test_default_sample_py_writes_one_labelled_grid_of_both_modes(tmp_path, monk
     ccfg, cparams = load_classifier(DEMO_CLASSIFIER)
     logits, _ = FeatureClassifier(ccfg).apply({"params": cparams}, clip_uint8(images))
     hits = int(np.sum(np.argmax(logits, -1) == labels))
-    assert hits >= 4, hits  # 5 of these 10 measured; README: 51% over 6,000 images (chance 10%, the previous weights 28%)
+    assert hits >= 5, hits  # 6 of these 10 measured; README: 59% over 6,000 images (chance 10%, the 6-layer teacher 51%)
 
 
 def test_embedded_weights_are_trained_on_held_out_images():
@@ -71,4 +73,10 @@ def test_embedded_weights_are_trained_on_held_out_images():
     logits, _ = jax.jit(MaskTransformer(tcfg).apply)({"params": params["transformer"]}, masked, jnp.asarray(labels),
                                                    jnp.zeros(len(labels), bool))
     accuracy = float(jnp.sum((jnp.argmax(logits, -1) == flat) * mask) / jnp.sum(mask))
-    assert accuracy > 0.5, accuracy  # ~0.59 measured at half masking; chance is 1/512
+    assert accuracy > 0.55, accuracy  # ~0.61 measured at half masking; chance is 1/512
+
+
+def test_embedded_weights_fit_the_repository_cap():
+    root = os.path.dirname(DEMO_MASKGIT)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
+    assert total <= 20_000_000, f"{total / 1e6:.1f} MB under {root}"  # README: 17 MB
