@@ -59,11 +59,16 @@ class Fp8Dense(nn.Module):
         return fp8_matmul(x, qkernel, scale, jnp.dtype(self.dtype))
 
 
-@jax.jit
+_quantize_on_device = jax.jit(quantize_kernel)
+
+
 def quantize_llada(params: dict) -> dict:
     """LLaDA params (as the converter writes them) -> the same tree with every block's FP8_LINEARS
     {'kernel'} replaced by `quantize_kernel`'s {'qkernel', 'scale'}; embeddings, norms and the head unchanged.
-    Jitted: runs where the params are, shards follow the kernels'."""
-    blocks = {name: {k: quantize_kernel(v["kernel"]) if k in FP8_LINEARS else v for k, v in block.items()}
+
+    One jitted call per kernel (compiled once per kernel shape), where the kernel is and with its shards:
+    the float32 temporaries (4 bytes a weight) are one kernel's at a time, not all 224 kernels' of the 8B
+    model at once."""
+    blocks = {name: {k: _quantize_on_device(v["kernel"]) if k in FP8_LINEARS else v for k, v in block.items()}
               for name, block in params["transformer"].items() if name.startswith("blocks_")}
     return {**params, "transformer": {**params["transformer"], **blocks}}
