@@ -175,8 +175,12 @@ def test_sampler_library_checks():
         build_sampler(dataclasses.replace(models, vqgan=None), MaskGITSampling(steps=4))
     with pytest.raises(ValueError, match="300 steps of the arccos schedule cannot fill 16x16 tokens"):
         build_sampler(models, MaskGITSampling(steps=300), decode=False)
-    for bad in (MaskGITSampling(cfg_w=float("nan")), DiMOOSampling(cfg_scale=float("inf"))):
-        with pytest.raises(ValueError, match="must be a finite number"):
+    for bad, msg in [(MaskGITSampling(cfg_w=float("nan")), "must be a finite number"),
+                     (DiMOOSampling(cfg_scale=float("inf")), "must be a finite number"),
+                     (MaskGITSampling(sm_temp=0.0), "sm_temp must be > 0"),
+                     (MaskGITSampling(r_temp=-1.0), "cfg_w and r_temp must be >= 0"),
+                     (MaskGITSampling(cfg_w=-0.5), "cfg_w and r_temp must be >= 0")]:
+        with pytest.raises(ValueError, match=msg):
             bad.validate()
     fn, key = build_sampler(models, MaskGITSampling(steps=4), decode=False), jax.random.PRNGKey(0)
     # checked on the host before anything is traced or compiled (the params are not even looked at)

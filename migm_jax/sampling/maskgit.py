@@ -49,6 +49,10 @@ class MaskGITSampling:
         for name in ("cfg_w", "r_temp", "sm_temp"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if self.cfg_w < 0 or self.r_temp < 0:
+            raise ValueError(f"cfg_w and r_temp must be >= 0 (0: no guidance / no randomisation), got {self.cfg_w}, {self.r_temp}")
+        if self.sm_temp <= 0:
+            raise ValueError(f"sm_temp must be > 0 (it multiplies the logits; 0 samples uniformly), got {self.sm_temp}")
         if self.randomize not in RANDOMIZE_MODES:
             raise ValueError(f"randomize must be one of {', '.join(RANDOMIZE_MODES)}, got {self.randomize!r}")
         step_kinds(self.mode, self.steps, self.budget)  # also checks the budget
@@ -262,4 +266,4 @@ def check_labels(labels: np.ndarray, nclass: int) -> None:
     labels = np.asarray(labels)
     bad = labels[(labels < 0) | (labels >= nclass)]
     if bad.size:
-        raise ValueError(f"label {int(bad[0])} is outside [0, {nclass}); ImageNet class ids are 0..{nclass - 1}")
+        raise ValueError(f"label {int(bad[0])} is outside [0, {nclass}); these weights' class ids are 0..{nclass - 1}")
