@@ -49,7 +49,6 @@ import jax.numpy as jnp
 from common import FP8_GEMM, report, timed, write_json
 from migm_jax.apps.dimoo import batch_split, sampling_mesh
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
-from migm_jax.models.fp8 import quantize_llada
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModel, VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
@@ -137,9 +136,7 @@ def main() -> None:
         llada, layout, vq, sizes, uncond = LLaDAConfig.dimoo_8b(), TokenLayout.real(), VQModelConfig.amused_f16(), args.sizes, UNCOND_IDS
     models = DiMOOModels(llada, layout, DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16", attention_impl=attention,
                          matmul="fp8" if args.matmul == "fp8" else None)
-    params = random_params(models, mesh)
-    if args.matmul == "fp8":
-        params = dict(params, llada=quantize_llada(params["llada"]))
+    params = models.prepare_params(random_params(models, mesh))
     place = (lambda x: x) if mesh is None else (lambda x: jax.device_put(x, batch_sharding(mesh)))
     prompt = [(10 if args.quick else 1000) + i for i in range(args.prompt_len)]  # plain text ids, no special id
     meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(), mesh=shape,

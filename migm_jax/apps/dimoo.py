@@ -17,7 +17,6 @@ from migm_jax.convert.dimoo import dimoo_shortcut, dimoo_token_layout, llada, ll
 from migm_jax.files import check_output_dir, read_text_lines
 from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
-from migm_jax.models.fp8 import quantize_llada
 from migm_jax.models.llada import LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
@@ -155,8 +154,7 @@ def run_sample(args: argparse.Namespace) -> None:
     mesh = sampling_mesh(args.fsdp, args.tensor)
     fn = build_sampler(models, sampling, decode=True, mesh=mesh)
     _, _, params = load_weights(args.weights, None if mesh is None else _sharded_target(args.weights, mesh))
-    if models.matmul == "fp8":  # once, before compiling; the sampler never re-quantises
-        params = dict(params, llada=quantize_llada(params["llada"]))
+    params = models.prepare_params(params)
     split = batch_split(mesh)
     bs = args.batch_size or len(prompts)
     bs = -(-bs // split) * split

@@ -32,6 +32,7 @@ import numpy as np
 
 from migm_jax.compile_options import cublas_gemm_options
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
+from migm_jax.models.fp8 import quantize_llada
 from migm_jax.models.layers import cast_kernels
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
@@ -93,6 +94,11 @@ class DiMOOModels:
     attention_impl: Optional[str] = None  # None (exact XLA) | 'cudnn' | 'xla'
     vq_dtype: str = "float32"
     matmul: Optional[str] = None  # None: LLaDA's projections in `dtype`; 'fp8': on `fp8.quantize_llada` params
+
+    def prepare_params(self, params: dict) -> dict:
+        """The params as this configuration's samplers take them: with matmul='fp8' LLaDA's block kernels
+        quantised (`fp8.quantize_llada`, once, before compiling; the sampler never re-quantises)."""
+        return dict(params, llada=quantize_llada(params["llada"])) if self.matmul == "fp8" else params
 
     def validate(self, sampling: DiMOOSampling, decode: bool) -> None:
         """Raises ValueError when the parts cannot serve `sampling`."""

@@ -183,15 +183,16 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         return None
     log = MetricsLog(workdir, start)
     bar = tqdm(total=cfg.total_steps, initial=start, unit="step", disable=not progress or jax.process_index() != 0)
-    last_fetch = [time.perf_counter()]  # when the previous step's metrics arrived (or the loop started)
+    last_fetch = time.perf_counter()  # when the previous step's metrics arrived (or the loop started)
 
     def finish(step: int, micro: list) -> None:
         """Fetches step `step`'s metrics (the only host sync of a step), validates if due, writes one line.
         samples_per_s: this step's samples over the time since the previous step's metrics arrived; with the
         next step already queued that interval is one step of the device, i.e. the throughput."""
+        nonlocal last_fetch
         micro = jax.device_get(micro)
         now = time.perf_counter()
-        rate = cfg.batch_size * cfg.accum_steps / (now - last_fetch[0])
+        rate = cfg.batch_size * cfg.accum_steps / (now - last_fetch)
         record = {"step": step + 1, **{k: float(np.mean([x[k] for x in micro])) for k in micro[0]}, "samples_per_s": rate}
         if cfg.val_every and (step + 1) % cfg.val_every == 0:
             record.update(run.task.validate(run.state))
@@ -199,7 +200,7 @@ def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals)
         log.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{rate:.1f}")
         bar.update(1)
-        last_fetch[0] = time.perf_counter()  # validation and previews are not the next step's time
+        last_fetch = time.perf_counter()  # validation and previews are not the next step's time
 
     def preview(done: int) -> None:
         """The sample grid of this validation (single process; the grid needs every image on this host)."""
