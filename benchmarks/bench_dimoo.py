@@ -18,8 +18,10 @@ data x fsdp. Each row then holds the mesh shape and n_devices; `program_gib` is 
 SPMD program, one device's share), `peak_gib` the largest and `peak_gib_per_device` every local device's
 allocator high-water mark (None on CPU, which keeps no stats). `benchmarks/sharded_memory.py`'s estimate is
 not computed here: it is this same XLA analysis compiled once more, for fake CPU devices (fsdp-only meshes).
-FP8 (`--matmul fp8`): each row's `fp8_gemms` counts the cuBLASLt FP8 GEMM calls in the optimised program;
-on a GPU the run stops with an error when there are none.
+FP8 (`--matmul bf16 fp8` times both on the same random weights, quantised once after the bf16 rows): each
+row's `fp8_gemms` counts the cuBLASLt FP8 GEMM calls in the optimised program (on a GPU the run stops with an
+error when an FP8 row has none), and an FP8 row's `tokens_equal_bf16` is the fraction of its sampled tokens
+equal to the bf16 row of the same case (same key and prompt).
 Throughput: `images_per_s` = batch / loop seconds. `full_step_ms` = the vanilla row's loop seconds / steps at
 that size (every vanilla step is a full step: the cond and uncond passes and the token update); None
 when vanilla is not among the cases or comes after the row.
@@ -32,7 +34,7 @@ collective ops (all-gather, all-reduce, reduce-scatter, ... and their NCCL kerne
 
   python benchmarks/bench_dimoo.py --out dimoo_h100.json
   python benchmarks/bench_dimoo.py --quick
-  python benchmarks/bench_dimoo.py --sizes 1024 --matmul fp8 --out dimoo_fp8.json   # fails unless FP8 GEMMs run
+  python benchmarks/bench_dimoo.py --sizes 1024 --matmul bf16 fp8 --out dimoo_fp8.json   # fails unless FP8 GEMMs run
   python benchmarks/bench_dimoo.py --tensor 4 --batch 1 --out dimoo_tp4.json   # 4 GPUs
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/bench_dimoo.py --quick --fsdp 2 --tensor 2 --batch 2
 """
@@ -45,8 +47,9 @@ import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from common import FP8_GEMM, report, timed, write_json
+from common import FP8_GEMM, report, setup_phase, timed, write_json
 from migm_jax.apps.dimoo import batch_split, sampling_mesh
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
@@ -102,6 +105,47 @@ def check_batch(batch: int, mesh: jax.sharding.Mesh | None) -> None:
                          f"(mesh {dict(mesh.shape)}), the devices the batch is split over")
 
 
+def time_size(models: DiMOOModels, params: dict, size: int, args, place, prompt: list[int], uncond: list[int],
+              shape: dict, bf16_codes: dict, meta: dict, done: list[dict]) -> list[dict]:
+    """The rows of one image size for one matmul choice (`models.matmul`), written to `--out` after each."""
+    vq, layout, matmul = models.vq, models.layout, models.matmul or "bf16"
+    grid = (size // vq.scale_factor, size // vq.scale_factor)
+    batch = place(PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout))
+    key = jax.random.PRNGKey(1)
+    codes = place(jnp.zeros((args.batch,) + grid, jnp.int32))
+    dec_compile, dec_s, *_ = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
+                                   params["vq"], codes, repeats=args.repeats)
+    print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
+    base, rows = None, []
+    cases = CASES if not args.cases else [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else None) for c in args.cases]
+    for mode, budget in cases:
+        sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
+        sampler = build_sampler(models, sampling, decode=False)
+        sampler = jax.jit(sampler.__wrapped__) if args.triton_gemm else sampler
+        compile_s, loop_s, program, fp8_gemms, _, out = timed(sampler, params, batch, key, repeats=args.repeats)
+        check_fp8(matmul, fp8_gemms, mode)
+        tokens = np.asarray(out["codes"])
+        if matmul == "bf16":
+            bf16_codes[size, mode, budget] = tokens
+        ref = bf16_codes.get((size, mode, budget)) if matmul == "fp8" else None
+        base = loop_s if mode == "vanilla" else base
+        peak = peak_gib()
+        row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
+                   full_steps=int((sampling.kinds() == 0).sum()), mesh=shape, n_devices=jax.device_count(),
+                   s_per_image=loop_s / args.batch, s_per_image_with_decode=(loop_s + dec_s) / args.batch,
+                   images_per_s=args.batch / loop_s, full_step_ms=1e3 * base / args.steps if base else None,
+                   speedup_vs_vanilla=base / loop_s if base else None, compile_s=compile_s, decode_s=dec_s,
+                   program_gib=program, peak_gib=max(peak) if peak else None, peak_gib_per_device=peak,
+                   matmul=matmul, fp8_gemms=fp8_gemms,
+                   tokens_equal_bf16=float((tokens == ref).mean()) if ref is not None else None,
+                   cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.out:
+            write_json(dict(meta, rows=done + rows), args.out)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny model and images, CPU-friendly")
@@ -116,8 +160,9 @@ def main() -> None:
                    help="compile with XLA's default GEMM choice (Triton fusions allowed) instead of the sampler's cuBLAS-only options")
     p.add_argument("--fsdp", type=int, default=1, help="devices that split the params (FSDP); the rest split the batch")
     p.add_argument("--tensor", type=int, default=1, help="devices that split each matmul (tensor parallel)")
-    p.add_argument("--matmul", default="bf16", choices=["bf16", "fp8"],
-                   help="LLaDA's block projections: bf16, or FP8 e4m3 on weights quantised once (models/fp8.py)")
+    p.add_argument("--matmul", nargs="+", default=["bf16"], choices=["bf16", "fp8"],
+                   help="LLaDA's block projections: bf16 and/or FP8 e4m3 on weights quantised once (models/fp8.py); "
+                        "both run on the same random weights, bf16 first")
     p.add_argument("--out", help="write the results as JSON (after every row)")
     args = p.parse_args()
     mesh = sampling_mesh(args.fsdp, args.tensor)
@@ -134,45 +179,23 @@ def main() -> None:
         sizes, uncond, attention = [32, 64], [507, 3, 4, 5], None
     else:
         llada, layout, vq, sizes, uncond = LLaDAConfig.dimoo_8b(), TokenLayout.real(), VQModelConfig.amused_f16(), args.sizes, UNCOND_IDS
-    models = DiMOOModels(llada, layout, DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16", attention_impl=attention,
-                         matmul="fp8" if args.matmul == "fp8" else None)
-    params = models.prepare_params(random_params(models, mesh))
+    matmuls = sorted(set(args.matmul), key=["bf16", "fp8"].index)
+    models = {m: DiMOOModels(llada, layout, DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16",
+                             attention_impl=attention, matmul="fp8" if m == "fp8" else None) for m in matmuls}
+    with setup_phase("random 8B-size params" if not args.quick else "random params"):
+        params = jax.block_until_ready(random_params(models[matmuls[0]], mesh))
     place = (lambda x: x) if mesh is None else (lambda x: jax.device_put(x, batch_sharding(mesh)))
     prompt = [(10 if args.quick else 1000) + i for i in range(args.prompt_len)]  # plain text ids, no special id
     meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(), mesh=shape,
                 date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
-                triton_gemm=args.triton_gemm, matmul=args.matmul)
-    rows = []
-    for size in sizes:
-        grid = (size // vq.scale_factor, size // vq.scale_factor)
-        batch = place(PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout))
-        key = jax.random.PRNGKey(1)
-        codes = place(jnp.zeros((args.batch,) + grid, jnp.int32))
-        dec_compile, dec_s, *_ = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
-                                   params["vq"], codes, repeats=args.repeats)
-        print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
-        base = None
-        cases = CASES if not args.cases else [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else None) for c in args.cases]
-        for mode, budget in cases:
-            sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
-            sampler = build_sampler(models, sampling, decode=False)
-            sampler = jax.jit(sampler.__wrapped__) if args.triton_gemm else sampler
-            compile_s, loop_s, program, fp8_gemms, _ = timed(sampler, params, batch, key, repeats=args.repeats)
-            check_fp8(args.matmul, fp8_gemms, mode)
-            base = loop_s if mode == "vanilla" else base
-            peak = peak_gib()
-            row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
-                       full_steps=int((sampling.kinds() == 0).sum()), mesh=shape, n_devices=jax.device_count(),
-                       s_per_image=loop_s / args.batch, s_per_image_with_decode=(loop_s + dec_s) / args.batch,
-                       images_per_s=args.batch / loop_s, full_step_ms=1e3 * base / args.steps if base else None,
-                       speedup_vs_vanilla=base / loop_s if base else None, compile_s=compile_s, decode_s=dec_s,
-                       program_gib=program, peak_gib=max(peak) if peak else None, peak_gib_per_device=peak,
-                       matmul=args.matmul, fp8_gemms=fp8_gemms,
-                       cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.out:
-                write_json(dict(meta, rows=rows), args.out)
+                triton_gemm=args.triton_gemm, matmul=matmuls)
+    rows, bf16_codes = [], {}
+    for matmul in matmuls:
+        if matmul == "fp8":
+            with setup_phase("quantising LLaDA's block kernels to FP8"):
+                params = jax.block_until_ready(models[matmul].prepare_params(params))
+        for size in sizes:
+            rows += time_size(models[matmul], params, size, args, place, prompt, uncond, shape, bf16_codes, meta, rows)
     report(dict(meta, rows=rows), args.out)
 
 

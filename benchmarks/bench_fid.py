@@ -12,7 +12,6 @@ later batches, and the 50k projection is 50,000 / images/s.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import time
 
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from bench_maskgit import parse_case, random_params
-from common import report, write_json
+from common import report, setup_phase, write_json
 from migm_jax.eval.batch_stats import Accumulator, check_batch_size, on_mesh
 from migm_jax.eval.features import Extractor, InceptionNet
 from migm_jax.eval.harness import Configuration
@@ -36,16 +35,6 @@ from migm_jax.sharding import make_mesh
 
 CASES = ["shortcut:32:12", "vanilla:32"]
 FULL_RUN = 50_000  # samples of one FID configuration
-
-
-@contextlib.contextmanager
-def setup_phase(what: str):
-    """Prints `what` before and its wall time after (device work included), so a run cut short says where
-    its setup went (a GPU run once printed nothing in 150 s)."""
-    print(f"setup: {what} ...", flush=True)
-    t0 = time.perf_counter()
-    yield
-    print(f"setup: {what}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def configuration(case: str) -> Configuration:
@@ -104,7 +93,7 @@ def main() -> None:
     attention = attention_for(args.attention, args.dtype, jax.default_backend())
     models = MaskGITModels(t, s, v, dtype=args.dtype, attention_impl=attention)  # as the fid command builds them
     with setup_phase("random MaskGIT, shortcut and VQGAN params, replicated on the mesh"):
-        generator = Generator.on(models, random_params(models, image_size), mesh)
+        generator = Generator.on(models, random_params(models), mesh)
         jax.block_until_ready(generator.params)
     with setup_phase("random Inception-v3 params, replicated on the mesh"):
         inception = jax.jit(InceptionV3().init)(jax.random.PRNGKey(1), jnp.zeros((1, SIZE, SIZE, 3)))["params"]

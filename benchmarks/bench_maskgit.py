@@ -31,14 +31,18 @@ def parse_case(case: str) -> tuple[str, int, int | None]:
     return mode, int(steps), int(budget[0]) if budget else None
 
 
-def random_params(models: MaskGITModels, image_size: int) -> dict:
+def random_params(models: MaskGITModels) -> dict:
+    """Random transformer, shortcut and VQGAN params. The VQGAN's param shapes follow its config, not the
+    input, so it is initialised on one latent pixel's worth of image (at 512^2 its init compile and conv
+    autotuning took most of a GPU run's 100 s setup)."""
     t, s, v = models.transformer, models.shortcut, models.vqgan
+    f = v.downsample_factor
     k = jax.random.split(jax.random.PRNGKey(0), 3)
     codes, labels, feat = jnp.zeros((1, t.grid, t.grid), jnp.int32), jnp.zeros((1,), jnp.int32), jnp.zeros((1, t.seq_len, t.hidden))
     return {
         "transformer": jax.jit(MaskTransformer(t).init)(k[0], codes, labels, labels > 0)["params"],
         "shortcut": jax.jit(MaskGITShortcut(s).init)(k[1], feat, feat, jnp.ones((1, t.seq_len), bool), jnp.ones((1,)))["params"],
-        "vqgan": jax.jit(VQGAN(v).init)(k[2], jnp.zeros((1, image_size, image_size, 3)))["params"],
+        "vqgan": jax.jit(VQGAN(v).init)(k[2], jnp.zeros((1, f, f, 3)))["params"],
     }
 
 
@@ -66,7 +70,7 @@ def main() -> None:
         t, s, v, image_size, batches = MaskTransformerConfig.preset("base"), MaskGITShortcutConfig(), VQGANConfig.f16_1024(), 512, args.batches
     models = MaskGITModels(t, s, v, dtype="bfloat16", attention_impl=attention, approximate_gelu=args.approximate_gelu,
                            class_token_apart=args.class_token_apart)
-    params = random_params(models, image_size)
+    params = random_params(models)
     device = jax.devices()[0].device_kind
     rows = []
     for b in batches:

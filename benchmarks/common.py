@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any, NamedTuple, Optional
@@ -18,6 +19,7 @@ class Timing(NamedTuple):
     program_gib: Optional[float]  # device memory the compiled program needs: arguments + outputs + scratch
     fp8_gemms: int             # FP8 GEMM calls in the optimised program (0 wherever XLA runs no FP8 GEMM)
     compiled: Any              # the program timed, for callers that run it again (e.g. under the profiler)
+    output: Any                # what the last timed call returned
 
 
 def program_gib(compiled) -> Optional[float]:
@@ -37,12 +39,22 @@ def timed(fn, *args, repeats: int) -> Timing:
     t0 = time.perf_counter()
     compiled = (fn if hasattr(fn, "lower") else jax.jit(fn)).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
+    out = jax.block_until_ready(compiled(*args))
     t0 = time.perf_counter()
     for _ in range(repeats):
-        jax.block_until_ready(compiled(*args))
+        out = jax.block_until_ready(compiled(*args))
     return Timing(compile_s, (time.perf_counter() - t0) / repeats, program_gib(compiled),
-                  compiled.as_text().count(FP8_GEMM), compiled)
+                  compiled.as_text().count(FP8_GEMM), compiled, out)
+
+
+@contextlib.contextmanager
+def setup_phase(what: str):
+    """Prints `what` before and its wall time after (the caller blocks on its device work inside), so a run
+    cut short says where its setup went."""
+    print(f"setup: {what} ...", flush=True)
+    t0 = time.perf_counter()
+    yield
+    print(f"setup: {what}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def write_json(result: dict, out: str) -> None:

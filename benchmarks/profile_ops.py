@@ -10,6 +10,7 @@ mesh (dimoo `--fsdp K --tensor M`, the sampling CLI's mesh, data = the devices l
 collectives' share of the device time, an upper bound of the exposed part since they can overlap compute.
 
   python benchmarks/profile_ops.py dimoo --size 1024 --steps 4
+  python benchmarks/profile_ops.py dimoo --size 1024 --steps 4 --matmul fp8
   python benchmarks/profile_ops.py dimoo --size 1024 --steps 4 --tensor 4   # 4 GPUs: a table per device
   python benchmarks/profile_ops.py maskgit --batch 50 --steps 8 --approximate-gelu
   python benchmarks/profile_ops.py train-dimoo --batch 8 [--fsdp 2]   # one train step of bench_train.py
@@ -80,14 +81,14 @@ def dimoo_call(args):
     check_batch(args.batch, mesh)
     llada, vq = LLaDAConfig.dimoo_8b(), VQModelConfig.amused_f16()
     models = DiMOOModels(llada, TokenLayout.real(), DiMOOShortcutConfig.from_llada(llada), vq, dtype="bfloat16",
-                         attention_impl="cudnn")
+                         attention_impl="cudnn", matmul="fp8" if args.matmul == "fp8" else None)
     grid = (args.size // vq.scale_factor,) * 2
     batch = PromptBatch.from_ids([[1000 + i for i in range(args.prompt_len)]] * args.batch, UNCOND_IDS, grid,
                                  models.layout)
     batch = batch if mesh is None else jax.device_put(batch, batch_sharding(mesh))
     mode = "vanilla" if args.budget is None else "shortcut"
     fn = build_sampler(models, DiMOOSampling(steps=args.steps, mode=mode, budget=args.budget), decode=False, mesh=mesh)
-    return fn, (random_params(models, mesh), batch, jax.random.PRNGKey(1))
+    return fn, (models.prepare_params(random_params(models, mesh)), batch, jax.random.PRNGKey(1))
 
 
 def maskgit_call(args):
@@ -102,7 +103,7 @@ def maskgit_call(args):
     mode = "vanilla" if args.budget is None else "shortcut"
     fn = build_sampler(models, MaskGITSampling(steps=args.steps, mode=mode, budget=args.budget), decode=False)
     labels = jnp.arange(args.batch, dtype=jnp.int32) % 1000
-    return fn, (random_params(models, 512), labels, jax.random.PRNGKey(1))
+    return fn, (random_params(models), labels, jax.random.PRNGKey(1))
 
 
 def train_call(args):
@@ -124,6 +125,7 @@ def main() -> None:
     p.add_argument("--approximate-gelu", action="store_true", help="MaskGIT: tanh GELU")
     p.add_argument("--fsdp", type=int, default=1, help="dimoo, train-*: devices on the fsdp axis")
     p.add_argument("--tensor", type=int, default=1, help="dimoo: devices on the tensor axis")
+    p.add_argument("--matmul", default="bf16", choices=["bf16", "fp8"], help="dimoo: LLaDA's block projections")
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     fn, call_args = {"dimoo": dimoo_call, "maskgit": maskgit_call}.get(args.family, train_call)(args)
