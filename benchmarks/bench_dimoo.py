@@ -42,8 +42,10 @@ collective ops (all-gather, all-reduce, reduce-scatter, ... and their NCCL kerne
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +53,7 @@ import numpy as np
 
 from common import FP8_GEMM, report, setup_phase, timed, write_json
 from migm_jax.apps.dimoo import batch_split, sampling_mesh
+from migm_jax.apps.maskgit import random_params as random_params_like
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModel, VQModelConfig
@@ -63,24 +66,53 @@ CASES = [("vanilla", None), ("shortcut", 14), ("shortcut", 11), ("shortcut", 9),
 UNCOND_IDS = [126332, 36289, 289, 3972, 4631, 297, 268, 3019, 12166, 13, 126333, 126334, 126351, 126335]
 
 
+def blockwise_init(init_one: Callable[[jax.Array], dict], depth: int, key: jax.Array,
+                   where: tuple[str, ...] = ()) -> dict:
+    """Random params of a model with `depth` blocks from `init_one(key)`, the jitted init of the same model
+    with one block: one small program, compiled once and called once per block with fold_in(key, i);
+    block i is call i's `blocks_0`, everything else comes from call 0. `where`: the keys of the subtree
+    that holds blocks_0, blocks_1, ... (LLaDA: ('transformer',)).
+
+    Every param keeps its own initializer, so shapes, dtypes and distributions are those of the full
+    model's init (the values differ). A jitted init of a whole real-size model is slow to compile on a GPU
+    (each param's random draw is a kernel of its own: the 24-block MaskGIT transformer's took 81 s on an
+    H200 with autotuning off, ~5x a CPU's; the 8B LLaDA's set-up 170 s) and the 8B model is too large for
+    host-side numpy draws."""
+    def sub(tree):
+        for k in where:
+            tree = tree[k]
+        return tree
+
+    def put(tree, path, value):
+        return value if not path else {**tree, path[0]: put(tree[path[0]], path[1:], value)}
+
+    first = init_one(key)
+    stack = dict(sub(first))
+    for i in range(1, depth):
+        stack[f"blocks_{i}"] = sub(init_one(jax.random.fold_in(key, i)))["blocks_0"]
+    return put(first, where, stack)
+
+
 def random_params(models: DiMOOModels, mesh: jax.sharding.Mesh | None = None) -> dict:
-    """Random weights: LLaDA in bf16 (as the released checkpoint), the shortcut and the VQ decoder in float32;
-    with a `mesh`, each param is created on its shards by the partition rules (`param_shardings`)."""
+    """Random weights: LLaDA in bf16 (as the released checkpoint; `blockwise_init`), the shortcut and the VQ
+    decoder in float32 (host numpy draws, `apps.maskgit.random_params`); with a `mesh`, each param is
+    placed on its shards by the partition rules (`param_shardings`)."""
     c, s, v = models.llada, models.shortcut, models.vq
+    key = jax.random.PRNGKey(0)
 
-    def init():
-        k = jax.random.split(jax.random.PRNGKey(0), 3)
-        feat = jnp.zeros((1, 2, c.d_model))
-        f = v.scale_factor
-        return {
-            "llada": LLaDA(c, param_dtype=jnp.bfloat16).init(k[0], jnp.zeros((1, 2), jnp.int32))["params"],
-            "shortcut": DiMOOShortcut(s).init(k[1], feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,)))["params"],
-            "vq": VQModel(v).init(k[2], jnp.zeros((1, f, f, 3)))["params"],
-        }
+    def one_block(key):
+        return LLaDA(dataclasses.replace(c, n_layers=1), param_dtype=jnp.bfloat16).init(key, jnp.zeros((1, 2), jnp.int32))["params"]
 
+    feat, codes = jnp.zeros((1, 2, c.d_model)), jnp.zeros((1, 1, 1), jnp.int32)
+    others = {
+        "shortcut": random_params_like(lambda: DiMOOShortcut(s).init(key, feat, feat, jnp.ones((1, 2), bool), jnp.ones((1,))), 1),
+        "vq": random_params_like(lambda: VQModel(v).init(key, codes, method=VQModel.decode_code), 2),
+    }
     if mesh is None:
-        return jax.jit(init)()
-    return jax.jit(init, out_shardings=param_shardings(jax.eval_shape(init), mesh))()
+        return {"llada": blockwise_init(jax.jit(one_block), c.n_layers, key, where=("transformer",)), **jax.device_put(others)}
+    one_block = jax.jit(one_block, out_shardings=param_shardings(jax.eval_shape(one_block, key), mesh))
+    return {"llada": blockwise_init(one_block, c.n_layers, key, where=("transformer",)),
+            **jax.device_put(others, param_shardings(others, mesh))}
 
 
 def peak_gib() -> list[float] | None:

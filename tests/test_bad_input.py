@@ -163,6 +163,19 @@ def test_sample_settings_are_refused_before_loading(cli, argv, msg):
     one_line(err, msg)
 
 
+def test_fp8_is_refused_where_it_would_be_emulated(cli):
+    from migm_jax.models.fp8 import runs_natively
+
+    if runs_natively():
+        pytest.skip("this device has FP8 tensor cores")
+    code, err, _ = cli("sample.py", "--weights", "no/such/dir", "--matmul", "fp8")
+    assert code == 2
+    one_line(err, "--matmul fp8 needs FP8 tensor cores (an NVIDIA GPU of compute capability >= 8.9",
+             "use --matmul bf16, or add --force-fp8 to run it emulated anyway")
+    code, err, _ = cli("sample.py", "--weights", "no/such/dir", "--matmul", "fp8", "--force-fp8")
+    assert code == 2 and "FP8" not in err and "no/such/dir" in err  # forced: on to reading the weights
+
+
 def test_sampler_library_checks():
     from migm_jax.apps.maskgit import demo_pipeline
     from migm_jax.sampling.dimoo import DiMOOSampling

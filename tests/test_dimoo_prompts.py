@@ -265,7 +265,7 @@ def test_convert_then_sample_end_to_end(tmp_path, tokenizer, monkeypatch):
         assert img.shape == (32, 48, 3) and img.std() > 0
     # the opt-in FP8 projections: the weights quantised after loading, the same sampler otherwise
     res = subprocess.run([sys.executable, "sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a red cube",
-                          "--height", "32", "--width", "48", "--steps", "4", "--matmul", "fp8", "--dtype", "float32",
+                          "--height", "32", "--width", "48", "--steps", "4", "--matmul", "fp8", "--force-fp8", "--dtype", "float32",
                           "--out", str(tmp_path / "fp8.png"), "--save-each"], cwd=root, capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert res.returncode == 0, res.stderr

@@ -37,23 +37,16 @@ ROW_KEYS = ["mode", "steps", "budget", "seed", "fid", "is", "is_std", "seconds_p
 
 def tiny_pipeline():
     """(configs, params) of a random 16px MaskGIT-Shortcut (4x4 tokens, 10 classes)."""
-    from migm_jax.apps.maskgit import random_params
-    from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
-    from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
-    from migm_jax.models.vqgan import VQGAN, VQGANConfig
+    from migm_jax.apps.maskgit import random_pipeline_params
+    from migm_jax.models.maskgit import MaskTransformerConfig
+    from migm_jax.models.shortcut import MaskGITShortcutConfig
+    from migm_jax.models.vqgan import VQGANConfig
 
     t = MaskTransformerConfig(hidden=32, depth=1, heads=2, mlp_dim=64, codebook_size=16, grid=4, nclass=10)
     s = MaskGITShortcutConfig(hidden=32, heads=2)
     v = VQGANConfig(embed_dim=4, n_embed=16, z_channels=8, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1,
                     attn_resolutions=(), resolution=16, in_channels=3, out_ch=3)
-    key, codes, labels = jax.random.PRNGKey(0), jnp.zeros((1, 4, 4), jnp.int32), jnp.zeros((1,), jnp.int32)
-    feat = jnp.zeros((1, t.seq_len, t.hidden))
-    params = {
-        "transformer": random_params(lambda: MaskTransformer(t).init(key, codes, labels, labels > 0), 0),
-        "shortcut": random_params(lambda: MaskGITShortcut(s).init(key, feat, feat, jnp.ones((1, t.seq_len), bool),
-                                                                   jnp.ones((1,))), 1),
-        "vqgan": random_params(lambda: VQGAN(v).init(key, codes, method=VQGAN.decode_code), 2),
-    }
+    params = random_pipeline_params(t, s, v, 0)
     configs = {"transformer": t.to_dict(), "shortcut": s.to_dict(), "vqgan": v.to_dict(),
                "sampling": {"steps": 4, "cfg_w": 1.0, "r_temp": 4.5}}
     return configs, params

@@ -1,6 +1,7 @@
-"""The opt-in FP8 path (models/fp8.py): weight and activation quantisation, and LLaDA on quantised params
+"""The opt-in FP8 path (models/fp8.py): weight and activation quantisation, LLaDA on quantised params
 close to the same model in float32 (the fixture LLaDA; `sample.py --matmul fp8` runs in
-test_dimoo_prompts.py's end-to-end test; speed is measured in benchmarks/bench_dimoo.py)."""
+test_dimoo_prompts.py's end-to-end test; speed is measured in benchmarks/bench_dimoo.py), and which devices
+run it natively."""
 
 import jax
 import jax.numpy as jnp
@@ -54,3 +55,14 @@ def test_llada_on_quantized_params_tracks_float32():
     assert cos.mean() > 0.99 and cos.min() > 0.97, (cos.mean(), cos.min())  # 0.993 / 0.979 measured (bf16: 0.9999)
     assert float(jnp.abs(out - ref).max()) > 0.1  # both in float32 otherwise: the difference is FP8 (0.64 measured)
 
+
+
+def test_native_fp8_needs_a_gpu_of_compute_capability_8_9():
+    from types import SimpleNamespace
+
+    from migm_jax.models.fp8 import runs_natively
+
+    gpu = lambda cc: SimpleNamespace(platform="gpu", compute_capability=cc)
+    assert runs_natively(gpu("9.0")) and runs_natively(gpu("8.9")) and runs_natively(gpu("10.0"))
+    assert not runs_natively(gpu("8.6")) and not runs_natively(gpu("gfx942"))  # Ampere; a ROCm name
+    assert not runs_natively(SimpleNamespace(platform="cpu")) and not runs_natively(jax.devices("cpu")[0])

@@ -19,4 +19,15 @@ def check_sample_args(args: argparse.Namespace) -> None:
         value = getattr(args, flag, 1)
         if value is not None and value < 1:
             raise ValueError(f"--{flag} must be a number of devices >= 1, got {value}")
+    if getattr(args, "matmul", "bf16") == "fp8" and not getattr(args, "force_fp8", False):
+        import jax
+
+        from migm_jax.models.fp8 import runs_natively
+
+        if not runs_natively():
+            d = jax.devices()[0]
+            here = f"GPU ({d.device_kind})" if d.platform == "gpu" else f"{d.platform} backend"
+            raise ValueError(f"--matmul fp8 needs FP8 tensor cores (an NVIDIA GPU of compute capability >= 8.9: "
+                             f"Ada, Hopper or later); on this {here} it runs emulated, slower than bf16: use "
+                             "--matmul bf16, or add --force-fp8 to run it emulated anyway")
     check_output_file(args.out)

@@ -76,6 +76,8 @@ def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g.add_argument("--matmul", default="bf16", choices=["bf16", "fp8"],
                    help="LLaDA's block projections: in the compute dtype, or fp8 = float8 e4m3 with current scaling on "
                         "weights quantised once after loading (opt-in; for Hopper GPUs)")
+    g.add_argument("--force-fp8", action="store_true",
+                   help="run --matmul fp8 where it is only emulated (no FP8 tensor cores, e.g. CPU): slow, for checks")
     g.add_argument("--fsdp", type=int, default=1, help="devices that split the params (FSDP); the rest split the batch")
     g.add_argument("--tensor", type=int, default=1, help="devices that split each matmul (tensor parallel)")
     return g

@@ -70,16 +70,21 @@ def demo_pipeline(seed: int = 0) -> tuple[MaskGITModels, dict]:
     s = MaskGITShortcutConfig(hidden=64, heads=4)
     v = VQGANConfig(embed_dim=8, n_embed=64, z_channels=16, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1,
                     attn_resolutions=(16,), resolution=64, in_channels=3, out_ch=3)
+    return MaskGITModels(t, s, v), random_pipeline_params(t, s, v, seed)
+
+
+def random_pipeline_params(t: MaskTransformerConfig, s: MaskGITShortcutConfig, v: VQGANConfig, seed: int) -> dict:
+    """`random_params` of a transformer, its shortcut and a VQGAN decoder (the sampler's three param trees;
+    decode only, no encoder), seeds seed, seed + 1, seed + 2. Host numpy arrays."""
     key = jax.random.PRNGKey(0)  # only traced for shapes
     codes, labels = jnp.zeros((1, t.grid, t.grid), jnp.int32), jnp.zeros((1,), jnp.int32)
     feat = jnp.zeros((1, t.seq_len, t.hidden))
-    params = {
+    return {
         "transformer": random_params(lambda: MaskTransformer(t).init(key, codes, labels, labels > 0), seed),
         "shortcut": random_params(lambda: MaskGITShortcut(s).init(key, feat, feat, jnp.ones((1, t.seq_len), bool),
                                                                    jnp.ones((1,))), seed + 1),
         "vqgan": random_params(lambda: VQGAN(v).init(key, codes, method=VQGAN.decode_code), seed + 2),
     }
-    return MaskGITModels(t, s, v), params
 
 
 def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -100,15 +105,17 @@ def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 
 def random_params(init, seed: int) -> dict:
-    """Random params with the shapes `init()` would create, without compiling the model (fast on CPU):
-    norm scales 1, biases 0, other weights N(0, 1/fan_in) from numpy's generator."""
+    """Random params with the shapes `init()` would create, without compiling the model (fast on CPU, and
+    on a GPU, where compiling a jitted Flax init of a real-size model took minutes): norm scales and
+    batch-norm variances 1, biases and batch-norm means 0, other weights N(0, 1/fan_in) from numpy's
+    generator."""
     shapes = jax.eval_shape(init)["params"]
     paths, treedef = jax.tree_util.tree_flatten_with_path(shapes)
     rng, leaves = np.random.default_rng(seed), []
     for path, leaf in paths:
         name = getattr(path[-1], "key", "")
-        if name in ("scale", "bias"):
-            leaves.append(np.full(leaf.shape, 1.0 if name == "scale" else 0.0, np.float32))
+        if name in ("scale", "bias", "var", "mean"):
+            leaves.append(np.full(leaf.shape, 1.0 if name in ("scale", "var") else 0.0, np.float32))
         else:
             fan_in = int(np.prod(leaf.shape[:-1])) if name == "kernel" else leaf.shape[-1]
             leaves.append((rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32))

@@ -24,6 +24,18 @@ FP8_MAX = float(jnp.finfo(FP8).max)  # 448
 FP8_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")  # per LLaDA block
 
 
+def runs_natively(device: jax.Device | None = None) -> bool:
+    """Whether `device` (default: the first) has FP8 tensor cores, i.e. is an NVIDIA GPU of compute
+    capability >= 8.9 (Ada, Hopper and later), where XLA turns these dots into cuBLASLt FP8 GEMMs.
+    Elsewhere the same code runs emulated (upcast operands), slower than bf16."""
+    d = device or jax.devices()[0]
+    try:
+        major, minor = (int(x) for x in str(getattr(d, "compute_capability", "")).split("."))
+    except ValueError:
+        return False
+    return d.platform == "gpu" and (major, minor) >= (8, 9)
+
+
 def _scale(amax: jax.Array) -> jax.Array:
     """float32 scale mapping amax to FP8_MAX (1 where amax is 0, so all-zero rows and channels stay 0)."""
     amax = amax.astype(jnp.float32)
