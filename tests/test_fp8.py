@@ -54,6 +54,12 @@ def test_llada_on_quantized_params_tracks_float32():
     cos = np.sum(ref * out, -1) / (np.linalg.norm(ref, axis=-1) * np.linalg.norm(out, axis=-1))
     assert cos.mean() > 0.99 and cos.min() > 0.97, (cos.mean(), cos.min())  # 0.993 / 0.979 measured (bf16: 0.9999)
     assert float(jnp.abs(out - ref).max()) > 0.1  # both in float32 otherwise: the difference is FP8 (0.64 measured)
+    # the image logits (README's accuracy figures): relative error and argmax agreement against float32
+    logits = [LLaDA(cfg, jnp.float32, matmul=m).apply({"params": p}, f, 512, 256, method=LLaDA.image_logits)
+              for m, p, f in ((None, params, ref), ("fp8", qparams, out))]
+    rel = float(jnp.linalg.norm(logits[1] - logits[0]) / jnp.linalg.norm(logits[0]))
+    agree = float(jnp.mean(logits[1].argmax(-1) == logits[0].argmax(-1)))
+    assert 0.03 < rel < 0.16 and agree > 0.7, (rel, agree)  # 0.121 / 0.875 measured (bf16 ~0.013 / 0.98)
 
 
 
