@@ -18,9 +18,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from bench_maskgit import parse_case, random_params as random_maskgit_params
+from bench_maskgit import parse_case
 from common import report, setup_phase, write_json
-from migm_jax.apps.maskgit import random_params
+from migm_jax.apps.maskgit import random_params, random_pipeline_params
 from migm_jax.eval.batch_stats import Accumulator, check_batch_size, on_mesh
 from migm_jax.eval.features import Extractor, InceptionNet
 from migm_jax.eval.harness import Configuration
@@ -94,7 +94,7 @@ def main() -> None:
     attention = attention_for(args.attention, args.dtype, jax.default_backend())
     models = MaskGITModels(t, s, v, dtype=args.dtype, attention_impl=attention)  # as the fid command builds them
     with setup_phase("random MaskGIT, shortcut and VQGAN params, replicated on the mesh"):
-        generator = Generator.on(models, random_maskgit_params(models), mesh)
+        generator = Generator.on(models, random_pipeline_params(t, s, v, 0), mesh)  # host arrays, placed once
         jax.block_until_ready(generator.params)
     with setup_phase("random Inception-v3 params, replicated on the mesh"):
         inception = random_params(lambda: InceptionV3().init(jax.random.PRNGKey(1), jnp.zeros((1, SIZE, SIZE, 3))), 3)
