@@ -265,6 +265,23 @@ def test_batched_prompts_equal_single_prompts(small_models, batched_runs, mode):
         np.testing.assert_array_equal(together["codes"][i], alone["codes"][0])
 
 
+def test_padding_to_a_width_multiple_changes_nothing(small_models, batched_runs):
+    """The columns `with_width_multiple` appends (the FP8 sampler's padding to GEMM_ROW_MULTIPLE) are never
+    attended to: the same uniforms give the same steps and codes."""
+    batch = batch_of(PROMPTS)
+    padded = batch.with_width_multiple(16)
+    for ids, valid, wide, wide_valid in ((batch.cond_ids, batch.cond_valid, padded.cond_ids, padded.cond_valid),
+                                         (batch.uncond_ids, batch.uncond_valid, padded.uncond_ids, padded.uncond_valid)):
+        w = ids.shape[1]
+        assert wide.shape == (2, -(-w // 16) * 16) and wide.shape[1] > w  # both sides really get wider here
+        np.testing.assert_array_equal(wide[:, :w], ids)
+        np.testing.assert_array_equal(wide_valid[:, :w], valid)
+        assert not np.asarray(wide_valid[:, w:]).any()
+    out = run(small_models, MODES["shortcut"], padded, random_draws(2))
+    np.testing.assert_array_equal(out["trace"]["mask"], batched_runs["shortcut"]["trace"]["mask"])
+    np.testing.assert_array_equal(out["codes"], batched_runs["shortcut"]["codes"])
+
+
 def test_image_depends_on_its_own_key_only(small_models):
     """With jax.random noise, image i of a batch (key fold_in(k, i)) equals a batch-1 run given that key."""
     models, params = small_models

@@ -22,7 +22,8 @@ def test_quantized_kernel_has_per_channel_scales_and_e4m3_rounding():
     q = quantize_kernel(jnp.asarray(kernel, jnp.float32))
     assert q["qkernel"].dtype == FP8 and q["scale"].shape == (8,)
     np.testing.assert_allclose(q["scale"], np.where(np.abs(kernel).max(0) > 0, np.abs(kernel).max(0) / 448, 1), rtol=1e-6)
-    back = np.asarray(q["qkernel"], np.float32) * np.asarray(q["scale"])
+    assert q["qkernel"].shape == (8, 64)  # (out, in): K-major for the FP8 GEMM
+    back = (np.asarray(q["qkernel"], np.float32) * np.asarray(q["scale"])[:, None]).T
     assert np.all(np.abs(back).max(0) <= np.abs(kernel).max(0) * (1 + 1e-6))
     # each channel's largest entry is exact; the rest within half a mantissa step (or the subnormal spacing)
     tol = np.maximum(np.abs(kernel) * E4M3_STEP / 2, np.asarray(q["scale"]) * 2.0 ** -9 / 2) * (1 + 1e-6)

@@ -1,14 +1,17 @@
 """FP8 (e4m3) matmuls with current scaling, for inference (opt-in: `LLaDA(..., matmul="fp8")`).
 
-A weight is quantised once, at load time (`quantize_llada`), with one scale per output channel:
-kernel (in, out) ~= qkernel * scale[None, :], qkernel float8_e4m3fn, scale = amax over `in` / 448. An
+A weight is quantised once, at load time (`quantize_llada`), with one scale per output channel and stored
+transposed: kernel (in, out) ~= (qkernel * scale[:, None]).T, qkernel (out, in) float8_e4m3fn, scale = amax
+over `in` / 448. (out, in) is the K-major order cuBLASLt's FP8 GEMM takes for its second operand; kept as
+(in, out), the compiled sampler held a relayouted copy of every FP8 kernel on the side (~6.6 GiB at 8B). An
 activation is quantised at every call with one scale per row (token), computed on device from that row's
 amax. Both operands of the dot are then unit-scale e4m3 values, so the product factors exactly:
 
-    x @ kernel ~= (sx[:, None] * sw[None, :]) * (qx @ qkernel)
+    x @ kernel ~= (sx[:, None] * sw[None, :]) * (qx @ qkernel.T)
 
-The dot is written on the upcast operands with float32 accumulation, the form XLA's GPU compiler rewrites
-into a cuBLASLt FP8 GEMM on Hopper (`benchmarks/bench_dimoo.py --matmul fp8` counts those calls in the
+The dot is written on the upcast operands with its output in the compute dtype (cuBLASLt accumulates in
+float32 and rounds once; a float32 output doubled the bytes the next fusion reads), the form XLA's GPU
+compiler rewrites into a cuBLASLt FP8 GEMM on Hopper (`benchmarks/bench_dimoo.py --matmul fp8` counts those calls in the
 compiled program); the two scales are applied to its output. There is no delayed scaling (no amax
 history): nothing here needs a backward pass.
 """
@@ -21,6 +24,9 @@ import flax.linen as nn
 
 FP8 = jnp.float8_e4m3fn
 FP8_MAX = float(jnp.finfo(FP8).max)  # 448
+# cuBLASLt's FP8 GEMM takes row counts in multiples of 16; XLA pads each GEMM's operand up to one otherwise (a
+# copy per GEMM per step), so the DiMOO sampler pads its sequences once (`PromptBatch.with_width_multiple`).
+GEMM_ROW_MULTIPLE = 16
 FP8_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")  # per LLaDA block
 
 
@@ -43,19 +49,19 @@ def _scale(amax: jax.Array) -> jax.Array:
 
 
 def quantize_kernel(kernel: jax.Array) -> dict:
-    """kernel (in, out) -> {'qkernel': (in, out) float8_e4m3fn, 'scale': (out,) float32}."""
-    k = kernel.astype(jnp.float32)
-    scale = _scale(jnp.max(jnp.abs(k), axis=0))
-    return {"qkernel": (k / scale).astype(FP8), "scale": scale}
+    """kernel (in, out) -> {'qkernel': (out, in) float8_e4m3fn, 'scale': (out,) float32}."""
+    k = kernel.astype(jnp.float32).T
+    scale = _scale(jnp.max(jnp.abs(k), axis=1))
+    return {"qkernel": (k / scale[:, None]).astype(FP8), "scale": scale}
 
 
 def fp8_matmul(x: jax.Array, qkernel: jax.Array, scale: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    """x (..., in) @ the kernel that (qkernel (in, out), scale (out,)) quantise -> (..., out) in `dtype`."""
+    """x (..., in) @ the kernel that (qkernel (out, in), scale (out,)) quantise -> (..., out) in `dtype`."""
     x32 = x.astype(jnp.float32)
     sx = _scale(jnp.max(jnp.abs(x32), axis=-1, keepdims=True))  # (..., 1), current amax per row
     qx = (x32 / sx).astype(FP8)
-    y = jnp.einsum("...i,io->...o", qx.astype(dtype), qkernel.astype(dtype), preferred_element_type=jnp.float32)
-    return (y * sx * scale).astype(dtype)
+    y = jnp.einsum("...i,oi->...o", qx.astype(dtype), qkernel.astype(dtype), preferred_element_type=dtype)
+    return (y.astype(jnp.float32) * sx * scale).astype(dtype)
 
 
 class Fp8Dense(nn.Module):
@@ -66,7 +72,7 @@ class Fp8Dense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        qkernel = self.param("qkernel", nn.initializers.zeros, (x.shape[-1], self.features), FP8)
+        qkernel = self.param("qkernel", nn.initializers.zeros, (self.features, x.shape[-1]), FP8)
         scale = self.param("scale", nn.initializers.ones, (self.features,), jnp.float32)
         return fp8_matmul(x, qkernel, scale, jnp.dtype(self.dtype))
 

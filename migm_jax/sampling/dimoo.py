@@ -32,7 +32,7 @@ import numpy as np
 
 from migm_jax.compile_options import cublas_gemm_options
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
-from migm_jax.models.fp8 import quantize_llada
+from migm_jax.models.fp8 import GEMM_ROW_MULTIPLE, quantize_llada
 from migm_jax.models.layers import cast_kernels
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
@@ -282,6 +282,9 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     """
     lay, dtype = models.layout, jnp.dtype(models.dtype)
     llada = LLaDA(models.llada, dtype, models.attention_impl, matmul=models.matmul)
+    widths = batch.cond_ids.shape[1], batch.uncond_ids.shape[1]
+    if models.matmul == "fp8":  # else XLA pads the activations of every FP8 GEMM (fp8.GEMM_ROW_MULTIPLE)
+        batch = batch.with_width_multiple(GEMM_ROW_MULTIPLE)
     lp = {"params": params["llada"]}
     b, n, steps = batch.cond_ids.shape[0], batch.n_img, sampling.steps
     tv, kb = lay.text_vocab_size, lay.codebook_size
@@ -350,7 +353,7 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
                                        step, state["key"], noise, tv)
         out = {"tokens": tokens, "mask": mask}
         if capture:
-            out["features"] = carry
+            out["features"] = tuple(feat[:, :w] for feat, w in zip(carry, widths))  # without the FP8 padding
         return dict(state, tokens=tokens, mask=mask, new=new, carry=carry), out
 
     d = models.llada.d_model

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any, Optional, Sequence
 
 import flax.struct
+import jax.numpy as jnp
 import numpy as np
 
 SYSTEM_PROMPT = "Generate an image according to the text prompt."
@@ -185,6 +186,17 @@ class PromptBatch:
     def uncond_image_positions(self) -> Any:
         """Columns (b, n_img) of the image cells in the uncond arrays."""
         return self.uncond_len[:, None] + image_offsets(self.grid)[None]
+
+    def with_width_multiple(self, multiple: int) -> "PromptBatch":
+        """The same batch with the cond and uncond arrays right-padded to a multiple of `multiple` columns
+        (PAD_ID, not valid): (b, L) -> (b, ceil(L / multiple) * multiple). Every token keeps its column and
+        padded columns are never attended to, so the sampled images are unchanged. Traceable."""
+        def pad(ids, valid):
+            extra = -ids.shape[1] % multiple
+            return jnp.pad(ids, ((0, 0), (0, extra)), constant_values=PAD_ID), jnp.pad(valid, ((0, 0), (0, extra)))
+
+        (c_ids, c_valid), (u_ids, u_valid) = pad(self.cond_ids, self.cond_valid), pad(self.uncond_ids, self.uncond_valid)
+        return dataclasses.replace(self, cond_ids=c_ids, cond_valid=c_valid, uncond_ids=u_ids, uncond_valid=u_valid)
 
     @classmethod
     def from_ids(cls, cond_prompts: Sequence[Sequence[int]], uncond_prompts: Sequence[Sequence[int]],
