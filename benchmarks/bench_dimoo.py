@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import check_fp8, report, setup_phase, timed, write_json
+from common import FP8_GEMM, report, setup_phase, timed, write_json
 from migm_jax.apps.dimoo import batch_split, sampling_mesh
 from migm_jax.apps.maskgit import random_params as random_params_like
 from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
@@ -121,6 +121,13 @@ def peak_gib() -> list[float] | None:
     if not all(s and "peak_bytes_in_use" in s for s in stats):
         return None
     return [s["peak_bytes_in_use"] / 2**30 for s in stats]
+
+
+def check_fp8(matmul: str, fp8_gemms: int, mode: str) -> None:
+    """Exits loudly when FP8 was asked for on a GPU and the compiled sampler holds no FP8 GEMM (XLA fell back)."""
+    if matmul == "fp8" and fp8_gemms == 0 and jax.default_backend() == "gpu":
+        raise SystemExit(f"error: --matmul fp8 but the compiled {mode} sampler holds no {FP8_GEMM} call: XLA did "
+                         "not rewrite the FP8 dots into cuBLASLt FP8 GEMMs, so this would time bf16 matmuls")
 
 
 def check_batch(batch: int, mesh: jax.sharding.Mesh | None) -> None:

@@ -5,26 +5,18 @@ is timed separately and end-to-end = loop + decode. Compile time is reported sep
 
   python benchmarks/bench_maskgit.py --out results.json
   python benchmarks/bench_maskgit.py --class-token-apart --out apart.json   # cuDNN at T = 1024 + the class token
-  python benchmarks/bench_maskgit.py --matmul bf16 fp8 --out fp8.json   # fails unless FP8 GEMMs run
-
-`--matmul bf16 fp8` times both on the same random weights (FP8: the blocks' projections and MLPs in float8
-e4m3, models/fp8.py); each row's `fp8_gemms` counts the cuBLASLt FP8 GEMM calls in the compiled sampler (on
-a GPU the run stops with an error when an FP8 row has none), and an FP8 row's `tokens_equal_bf16` is the
-fraction of its codes equal to the bf16 row of the same case (same key and labels).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from common import check_fp8, report, timed
+from common import report, timed
 from migm_jax.apps.maskgit import random_pipeline_params
 from migm_jax.models.maskgit import MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcutConfig
@@ -57,8 +49,6 @@ def main() -> None:
     p.add_argument("--approximate-gelu", action="store_true", help="tanh GELU instead of erf")
     p.add_argument("--class-token-apart", action="store_true",
                    help="transformer attention at T = 1024 with the class token merged by its softmax weight")
-    p.add_argument("--matmul", nargs="+", default=["bf16"], choices=["bf16", "fp8"],
-                   help="the transformer's block matmuls: bf16 and/or FP8 e4m3 (both on the same weights, bf16 first)")
     p.add_argument("--out", help="write the results as JSON")
     args = p.parse_args()
     attention = None if args.attention == "none" else args.attention
@@ -75,35 +65,25 @@ def main() -> None:
                            class_token_apart=args.class_token_apart)
     params = random_params(models)
     device = jax.devices()[0].device_kind
-    rows, bf16_codes = [], {}
-    matmuls = sorted(set(args.matmul), key=["bf16", "fp8"].index)
+    rows = []
     for b in batches:
         labels, key = jnp.arange(b, dtype=jnp.int32) % 1000, jax.random.PRNGKey(1)
         codes = jnp.zeros((b, t.grid, t.grid), jnp.int32)
         dec_compile, dec_s, *_ = timed(lambda p, c: VQGAN(v).apply({"params": p}, c, method=VQGAN.decode_code),
                                    params["vqgan"], codes, repeats=args.repeats)
         print(f"batch {b}: VQGAN decode {dec_s:.4f} s (compile {dec_compile:.1f} s)", flush=True)
-        for matmul in matmuls:
-            base, mm = None, dataclasses.replace(models, matmul="fp8" if matmul == "fp8" else None)
-            for case in args.cases:
-                mode, n, budget = parse_case(case)
-                fn = build_sampler(mm, MaskGITSampling(steps=n, mode=mode, budget=budget), decode=False)
-                compile_s, loop_s, _, fp8_gemms, _, out = timed(fn, params, labels, key, repeats=args.repeats)
-                check_fp8(matmul, fp8_gemms, case)
-                codes = np.asarray(out["codes"])
-                if matmul == "bf16":
-                    bf16_codes[b, case] = codes
-                ref = bf16_codes.get((b, case)) if matmul == "fp8" else None
-                base = loop_s if (mode, n) == ("vanilla", 32) else base
-                row = dict(batch=b, mode=mode, steps=n, budget=budget, matmul=matmul, loop_s=loop_s,
-                           end_to_end_s=loop_s + dec_s, images_per_s=b / (loop_s + dec_s),
-                           speedup_vs_vanilla32=base / loop_s if base else None, compile_s=compile_s, decode_s=dec_s,
-                           fp8_gemms=fp8_gemms, tokens_equal_bf16=float((codes == ref).mean()) if ref is not None else None)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        base = None
+        for mode, n, budget in map(parse_case, args.cases):
+            fn = build_sampler(models, MaskGITSampling(steps=n, mode=mode, budget=budget), decode=False)
+            compile_s, loop_s, *_ = timed(fn, params, labels, key, repeats=args.repeats)
+            base = loop_s if (mode, n) == ("vanilla", 32) else base
+            row = dict(batch=b, mode=mode, steps=n, budget=budget, loop_s=loop_s, end_to_end_s=loop_s + dec_s,
+                       images_per_s=b / (loop_s + dec_s), speedup_vs_vanilla32=base / loop_s if base else None,
+                       compile_s=compile_s, decode_s=dec_s)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     result = dict(device=device, date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention,
-                  approximate_gelu=args.approximate_gelu, class_token_apart=args.class_token_apart, matmul=matmuls,
-                  rows=rows)
+                  approximate_gelu=args.approximate_gelu, class_token_apart=args.class_token_apart, rows=rows)
     report(result, args.out)
 
 

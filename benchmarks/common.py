@@ -47,14 +47,6 @@ def timed(fn, *args, repeats: int) -> Timing:
                   compiled.as_text().count(FP8_GEMM), compiled, out)
 
 
-def check_fp8(matmul: str, fp8_gemms: int, what: str) -> None:
-    """Exits loudly when FP8 was asked for on a GPU and the compiled program (`what`) holds no FP8 GEMM
-    (XLA did not rewrite the FP8 dots, so a timing would be of bf16 matmuls)."""
-    if matmul == "fp8" and fp8_gemms == 0 and jax.default_backend() == "gpu":
-        raise SystemExit(f"error: --matmul fp8 but the compiled {what} sampler holds no {FP8_GEMM} call: XLA did "
-                         "not rewrite the FP8 dots into cuBLASLt FP8 GEMMs, so this would time bf16 matmuls")
-
-
 @contextlib.contextmanager
 def setup_phase(what: str):
     """Prints `what` before and its wall time after (the caller blocks on its device work inside), so a run

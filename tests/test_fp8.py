@@ -64,25 +64,6 @@ def test_llada_on_quantized_params_tracks_float32():
 
 
 
-def test_maskgit_transformer_on_quantized_params_tracks_the_original(maskgit_small):
-    from conftest import load_npz
-    from migm_jax.models.maskgit import FP8_LINEARS as MASKGIT_FP8_LINEARS, MaskTransformer, quantize_maskgit
-
-    cfg, params = maskgit_small
-    qparams = quantize_maskgit(params)
-    block = qparams["blocks_0"]
-    for d in (block["attn"]["q"], block["attn"]["out"], block["ff"]["fc1"], block["ff"]["fc2"]):
-        assert set(d) == {"qkernel", "scale", "bias"} and d["qkernel"].dtype == FP8
-    assert set(qparams["first_dense_a"]) == {"kernel", "bias"} and len(MASKGIT_FP8_LINEARS) == 6  # outer layers kept
-    io = load_npz("maskgit_transformer", "io.npz")
-    args = (jnp.asarray(io["in_img_token"], jnp.int32), jnp.asarray(io["in_y"], jnp.int32), jnp.asarray(io["in_drop_label"]))
-    logits, feat = MaskTransformer(cfg, matmul="fp8", seq_multiple=16).apply({"params": qparams}, *args)
-    assert feat.shape == io["out_last_feat"].shape
-    rel = float(np.linalg.norm(np.asarray(logits) - io["out_logits"]) / np.linalg.norm(io["out_logits"]))
-    agree = float(np.mean(np.asarray(logits).argmax(-1) == io["out_logits"].argmax(-1)))
-    assert 0.01 < rel < 0.08 and agree > 0.9, (rel, agree)  # 0.031 / 0.98 measured (bf16: 0.008 / 0.99)
-
-
 def test_native_fp8_needs_a_gpu_of_compute_capability_8_9():
     from types import SimpleNamespace
 

@@ -269,17 +269,6 @@ def test_generation_replays_original(pipeline, mode):
             np.testing.assert_allclose(out["trace"]["features"][i], GEN[f"shortcut__call_sc_out_{call:02d}"], atol=1e-4)
 
 
-def test_fp8_generation_stays_close_to_the_replay(pipeline):
-    """The same replay with the blocks' matmuls in FP8 (emulated here; padded to 16-row multiples, kernels
-    quantised inside the call): most codes as the original's, not all (really quantised)."""
-    models, params = pipeline
-    out = build_sampler(dataclasses.replace(models, matmul="fp8"), MaskGITSampling(steps=8, mode="shortcut", budget=4),
-                        decode=False)(params, jnp.asarray(GEN["in_labels"], jnp.int32), jax.random.PRNGKey(0),
-                                      recorded("shortcut"))
-    same = float(np.mean(np.asarray(out["codes"]) == GEN["shortcut__out_final_code"]))
-    assert 0.8 < same < 1.0, same  # 0.961 measured
-
-
 def run(pipeline, sampling, labels=(3, 5, 7), seed=0, **kw):
     models, params = pipeline
     return build_sampler(models, sampling, decode=False, **kw)(params, jnp.asarray(labels, jnp.int32), jax.random.PRNGKey(seed))

@@ -65,46 +65,28 @@ def fp8_matmul(x: jax.Array, qkernel: jax.Array, scale: jax.Array, dtype: jnp.dt
 
 
 class Fp8Dense(nn.Module):
-    """A Dense on `quantize_kernel` params ('qkernel', 'scale'; 'bias' (features,) float32 with use_bias, added
-    in `dtype` as nn.Dense does): (..., in) -> (..., features)."""
+    """A bias-free Dense on `quantize_kernel` params ('qkernel', 'scale'): (..., in) -> (..., features)."""
 
     features: int
     dtype: jnp.dtype = jnp.bfloat16
-    use_bias: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         qkernel = self.param("qkernel", nn.initializers.zeros, (self.features, x.shape[-1]), FP8)
         scale = self.param("scale", nn.initializers.ones, (self.features,), jnp.float32)
-        y = fp8_matmul(x, qkernel, scale, jnp.dtype(self.dtype))
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
-        return y
+        return fp8_matmul(x, qkernel, scale, jnp.dtype(self.dtype))
 
 
 _quantize_on_device = jax.jit(quantize_kernel)
 
 
-def quantize_blocks(tree: dict, names: tuple[str, ...]) -> dict:
-    """A params tree whose `blocks_<i>` entries are the blocks -> the same tree where, inside every block, each
-    Dense named in `names` (a dict holding 'kernel', at any depth) has its 'kernel' replaced by
-    `quantize_kernel`'s {'qkernel', 'scale'} (a 'bias' is kept); everything outside the blocks unchanged.
+def quantize_llada(params: dict) -> dict:
+    """LLaDA params (as the converter writes them) -> the same tree with every block's FP8_LINEARS
+    {'kernel'} replaced by `quantize_kernel`'s {'qkernel', 'scale'}; embeddings, norms and the head unchanged.
 
     One jitted call per kernel (compiled once per kernel shape), where the kernel is and with its shards:
-    the float32 temporaries (4 bytes a weight) are one kernel's at a time, not all of a large model's."""
-    def walk(node: dict) -> dict:
-        out = {}
-        for k, v in node.items():
-            if k in names and isinstance(v, dict) and "kernel" in v:
-                out[k] = {**{kk: vv for kk, vv in v.items() if kk != "kernel"}, **_quantize_on_device(v["kernel"])}
-            else:
-                out[k] = walk(v) if isinstance(v, dict) else v
-        return out
-
-    return {name: walk(block) if name.startswith("blocks_") else block for name, block in tree.items()}
-
-
-def quantize_llada(params: dict) -> dict:
-    """LLaDA params (as the converter writes them) -> `quantize_blocks` over FP8_LINEARS (embeddings, norms
-    and the head unchanged)."""
-    return {**params, "transformer": quantize_blocks(params["transformer"], FP8_LINEARS)}
+    the float32 temporaries (4 bytes a weight) are one kernel's at a time, not all 224 kernels' of the 8B
+    model at once."""
+    blocks = {name: {k: _quantize_on_device(v["kernel"]) if k in FP8_LINEARS else v for k, v in block.items()}
+              for name, block in params["transformer"].items() if name.startswith("blocks_")}
+    return {**params, "transformer": {**params["transformer"], **blocks}}

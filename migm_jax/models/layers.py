@@ -14,8 +14,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from migm_jax.models.fp8 import Fp8Dense
-
 Dtype = jnp.dtype
 
 
@@ -41,11 +39,7 @@ def layer_norm(eps: float, name: Optional[str] = None) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, use_fast_variance=False, name=name)
 
 
-def dense(features: int, dtype: Dtype, name: Optional[str] = None, use_bias: bool = True,
-          matmul: Optional[str] = None) -> nn.Module:
-    """nn.Dense with float32 params computing in `dtype`; matmul='fp8': `Fp8Dense` on `fp8.quantize_blocks` params."""
-    if matmul == "fp8":
-        return Fp8Dense(features, dtype, use_bias=use_bias, name=name)
+def dense(features: int, dtype: Dtype, name: Optional[str] = None, use_bias: bool = True) -> nn.Dense:
     return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
@@ -145,8 +139,7 @@ class MultiHeadAttention(nn.Module):
     which takes params from `fold_kv_biases` and saves two elementwise passes per call).
 
     __call__(x (b,Lq,C), kv (b,Lk,C) | None, key_mask (b,Lk) | None, key_lengths (b,) | None) -> (b,Lq,C);
-    kv=None is self-attention; key_lengths as in `dot_product_attention` (right padding). matmul='fp8': the
-    four projections in FP8 (`dense`).
+    kv=None is self-attention; key_lengths as in `dot_product_attention` (right padding).
     """
 
     heads: int
@@ -154,7 +147,6 @@ class MultiHeadAttention(nn.Module):
     attention_impl: Optional[str] = None
     kv_bias: bool = True
     last_key_apart: bool = False  # self-attention through `attention_last_key_apart` (needs attention_impl)
-    matmul: Optional[str] = None
 
     @nn.compact
     def __call__(self, x: jax.Array, kv: Optional[jax.Array] = None, key_mask: Optional[jax.Array] = None,
@@ -162,28 +154,27 @@ class MultiHeadAttention(nn.Module):
         width = x.shape[-1]
         kv = x if kv is None else kv
         split = lambda t: t.reshape(t.shape[:-1] + (self.heads, width // self.heads))
-        q = split(dense(width, self.dtype, "q", matmul=self.matmul)(x))
-        k = split(dense(width, self.dtype, "k", self.kv_bias, self.matmul)(kv))
-        v = split(dense(width, self.dtype, "v", self.kv_bias, self.matmul)(kv))
+        q = split(dense(width, self.dtype, "q")(x))
+        k = split(dense(width, self.dtype, "k", use_bias=self.kv_bias)(kv))
+        v = split(dense(width, self.dtype, "v", use_bias=self.kv_bias)(kv))
         if self.last_key_apart:
             out = attention_last_key_apart(q, k, v, self.attention_impl)
         else:
             out = dot_product_attention(q, k, v, key_mask, self.attention_impl, key_lengths)
-        return dense(width, self.dtype, "out", matmul=self.matmul)(out.reshape(x.shape[:-1] + (width,)))
+        return dense(width, self.dtype, "out")(out.reshape(x.shape[:-1] + (width,)))
 
 
 class FeedForward(nn.Module):
-    """Linear -> GELU -> Linear (`fc1`, `fc2`); matmul='fp8': both in FP8 (`dense`)."""
+    """Linear -> GELU -> Linear (`fc1`, `fc2`)."""
 
     hidden: int
     dtype: Dtype = jnp.float32
     approximate_gelu: bool = False
-    matmul: Optional[str] = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = gelu(dense(self.hidden, self.dtype, "fc1", matmul=self.matmul)(x), self.approximate_gelu)
-        return dense(x.shape[-1], self.dtype, "fc2", matmul=self.matmul)(h)
+        h = gelu(dense(self.hidden, self.dtype, "fc1")(x), self.approximate_gelu)
+        return dense(x.shape[-1], self.dtype, "fc2")(h)
 
 
 def timestep_frequencies(t: jax.Array, dim: int = 256, max_period: float = 10000.0) -> jax.Array:

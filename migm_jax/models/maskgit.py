@@ -13,7 +13,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from migm_jax.models.fp8 import quantize_blocks
 from migm_jax.models.layers import FeedForward, MultiHeadAttention, dense, fold_kv_biases, gelu, layer_norm
 
 OUTER_LN_EPS = 1e-12  # first_layer / last_layer LayerNorms
@@ -65,16 +64,15 @@ class EncoderBlock(nn.Module):
     approximate_gelu: bool
     kv_bias: bool
     class_token_apart: bool = False
-    matmul: Optional[str] = None
 
     @nn.compact
     def __call__(self, x: jax.Array, key_lengths: Optional[jax.Array] = None) -> jax.Array:
         h = layer_norm(BLOCK_LN_EPS, "attn_norm")(x).astype(self.dtype)
         attn = MultiHeadAttention(self.cfg.heads, self.dtype, self.attention_impl, self.kv_bias,
-                                  self.class_token_apart, self.matmul, name="attn")
+                                  self.class_token_apart, name="attn")
         x = x + attn(h, key_lengths=key_lengths)
         h = layer_norm(BLOCK_LN_EPS, "ff_norm")(x).astype(self.dtype)
-        return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, self.matmul, name="ff")(h)
+        return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, name="ff")(h)
 
 
 class MaskTransformer(nn.Module):
@@ -89,8 +87,7 @@ class MaskTransformer(nn.Module):
     class token's key merged by its softmax weight, its query apart; the same function; needs attention_impl
     'cudnn' or 'xla'). `seq_multiple`: the blocks run on the sequence right-padded with zero rows to a multiple of this (cuDNN's
     fused attention backward takes only some lengths, e.g. not T = 257); the padding is never attended to
-    and is dropped, so every real position computes the same function. `matmul='fp8'`: the blocks'
-    projections and MLPs in FP8 e4m3 on `quantize_maskgit` params (opt-in, inference; models/fp8.py).
+    and is dropped, so every real position computes the same function.
     """
 
     cfg: MaskTransformerConfig
@@ -100,7 +97,6 @@ class MaskTransformer(nn.Module):
     kv_bias: bool = True
     seq_multiple: int = 1
     class_token_apart: bool = False
-    matmul: Optional[str] = None
 
     def setup(self):
         c = self.cfg
@@ -114,7 +110,7 @@ class MaskTransformer(nn.Module):
         if self.class_token_apart and (self.attention_impl is None or self.seq_multiple > 1):
             raise ValueError("class_token_apart needs attention_impl 'cudnn' or 'xla' and no seq_multiple")
         self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl, self.approximate_gelu, self.kv_bias,
-                                    self.class_token_apart, self.matmul) for _ in range(c.depth)]
+                                    self.class_token_apart) for _ in range(c.depth)]
         self.last_ln_a = layer_norm(OUTER_LN_EPS)
         self.last_dense = dense(c.hidden, self.dtype)
         self.last_ln_b = layer_norm(OUTER_LN_EPS)
@@ -163,12 +159,3 @@ def without_kv_biases(params: dict) -> dict:
     """MaskTransformer params for `kv_bias=False`: every block's attention through `fold_kv_biases`."""
     return {name: dict(p, attn=fold_kv_biases(p["attn"])) if name.startswith("blocks_") else p
             for name, p in params.items()}
-
-
-FP8_LINEARS = ("q", "k", "v", "out", "fc1", "fc2")  # per block: attention projections and MLP
-
-
-def quantize_maskgit(params: dict) -> dict:
-    """MaskTransformer params -> every block's FP8_LINEARS kernels quantised (`fp8.quantize_blocks`), for
-    `matmul='fp8'`; embeddings, norms, the outer dense layers and the tied head unchanged."""
-    return quantize_blocks(params, FP8_LINEARS)

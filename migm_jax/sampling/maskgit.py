@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from migm_jax.models.fp8 import GEMM_ROW_MULTIPLE
 from migm_jax.models.layers import cast_kernels
-from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig, quantize_maskgit, without_kv_biases
+from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig, without_kv_biases
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.loop import hybrid_loop
@@ -121,15 +120,10 @@ class MaskGITModels:
     approximate_gelu: bool = False  # tanh GELU: faster on GPU, for bf16 compute
     class_token_apart: bool = False  # transformer attention at T = grid^2 + the class token merged (same function)
     vqgan_dtype: str = "float32"
-    matmul: Optional[str] = None  # None: the transformer's block matmuls in `dtype`; 'fp8': float8 e4m3 (models/fp8.py)
 
     def validate(self, sampling: MaskGITSampling, decode: bool) -> None:
         """Raises ValueError (one line) when the parts cannot serve `sampling` (or decode images)."""
         sampling.validate(self.transformer.grid)
-        if self.matmul not in (None, "fp8"):
-            raise ValueError(f"matmul must be None or 'fp8', got {self.matmul!r}")
-        if self.matmul == "fp8" and self.class_token_apart:
-            raise ValueError("matmul 'fp8' pads the sequence to a multiple of 16 rows, which class_token_apart cannot take")
         if self.class_token_apart and self.attention_impl is None:
             raise ValueError("class_token_apart needs attention_impl 'cudnn' or 'xla' (it uses their log-sum-exp)")
         if sampling.mode == "shortcut":
@@ -156,12 +150,9 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     """
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
     check_label_array(labels, tcfg.nclass)
-    fp8 = models.matmul == "fp8"  # blocks on the sequence padded to GEMM_ROW_MULTIPLE, kernels quantised per call
     transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu, kv_bias=False,
-                                  seq_multiple=GEMM_ROW_MULTIPLE if fp8 else 1,
-                                  class_token_apart=models.class_token_apart, matmul=models.matmul)
-    tparams = without_kv_biases(params["transformer"])
-    tp = {"params": cast_kernels(quantize_maskgit(tparams) if fp8 else tparams, dtype)}
+                                  class_token_apart=models.class_token_apart)
+    tp = {"params": cast_kernels(without_kv_biases(params["transformer"]), dtype)}
     b, n, steps = labels.shape[0], tcfg.grid * tcfg.grid, sampling.steps
     sche = jnp.asarray(maskgit_schedule(steps, sampling.sched_mode, tcfg.grid), jnp.int32)
     labels2 = jnp.concatenate([labels, labels]).astype(jnp.int32)
