@@ -137,18 +137,37 @@ def check_batch(batch: int, mesh: jax.sharding.Mesh | None) -> None:
                          f"(mesh {dict(mesh.shape)}), the devices the batch is split over")
 
 
-def time_size(models: DiMOOModels, params: dict, size: int, args, place, prompt: list[int], uncond: list[int],
-              shape: dict, bf16_codes: dict, meta: dict, done: list[dict]) -> list[dict]:
-    """The rows of one image size for one matmul choice (`models.matmul`), written to `--out` after each."""
-    vq, layout, matmul = models.vq, models.layout, models.matmul or "bf16"
+@dataclasses.dataclass
+class Run:
+    """What every row of one benchmark run shares: the CLI args, the mesh (None on one device) and its
+    shape, the prompt ids, the JSON header, the rows so far and the bf16 rows' codes (the FP8 rows' reference)."""
+
+    args: argparse.Namespace
+    mesh: jax.sharding.Mesh | None
+    shape: dict
+    prompt: list[int]
+    uncond: list[int]
+    meta: dict
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    bf16_codes: dict = dataclasses.field(default_factory=dict)
+
+    def place(self, x):
+        """x split over the mesh's batch axes (as it is without a mesh)."""
+        return x if self.mesh is None else jax.device_put(x, batch_sharding(self.mesh))
+
+
+def time_size(models: DiMOOModels, params: dict, size: int, run: Run) -> None:
+    """The rows of one image size for one matmul choice (`models.matmul`), added to `run.rows` and written to
+    `--out` after each."""
+    vq, layout, matmul, args = models.vq, models.layout, models.matmul or "bf16", run.args
     grid = (size // vq.scale_factor, size // vq.scale_factor)
-    batch = place(PromptBatch.from_ids([prompt] * args.batch, uncond, grid, layout))
+    batch = run.place(PromptBatch.from_ids([run.prompt] * args.batch, run.uncond, grid, layout))
     key = jax.random.PRNGKey(1)
-    codes = place(jnp.zeros((args.batch,) + grid, jnp.int32))
+    codes = run.place(jnp.zeros((args.batch,) + grid, jnp.int32))
     dec_compile, dec_s, *_ = timed(jax.jit(lambda p, c: VQModel(vq).apply({"params": p}, c, method=VQModel.decode_code)),
                                    params["vq"], codes, repeats=args.repeats)
     print(f"{size}x{size}: VQ decode {dec_s:.4f} s per batch of {args.batch} (compile {dec_compile:.1f} s)", flush=True)
-    base, rows = None, []
+    base = None
     cases = CASES if not args.cases else [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else None) for c in args.cases]
     for mode, budget in cases:
         sampling = DiMOOSampling(steps=args.steps, mode=mode, budget=budget)
@@ -158,12 +177,12 @@ def time_size(models: DiMOOModels, params: dict, size: int, args, place, prompt:
         check_fp8(matmul, fp8_gemms, mode)
         tokens = np.asarray(out["codes"])
         if matmul == "bf16":
-            bf16_codes[size, mode, budget] = tokens
-        ref = bf16_codes.get((size, mode, budget)) if matmul == "fp8" else None
+            run.bf16_codes[size, mode, budget] = tokens
+        ref = run.bf16_codes.get((size, mode, budget)) if matmul == "fp8" else None
         base = loop_s if mode == "vanilla" else base
         peak = peak_gib()
         row = dict(size=size, batch=args.batch, mode=mode, steps=args.steps, budget=budget,
-                   full_steps=int((sampling.kinds() == 0).sum()), mesh=shape, n_devices=jax.device_count(),
+                   full_steps=int((sampling.kinds() == 0).sum()), mesh=run.shape, n_devices=jax.device_count(),
                    s_per_image=loop_s / args.batch, s_per_image_with_decode=(loop_s + dec_s) / args.batch,
                    images_per_s=args.batch / loop_s, full_step_ms=1e3 * base / args.steps if base else None,
                    speedup_vs_vanilla=base / loop_s if base else None, compile_s=compile_s, decode_s=dec_s,
@@ -171,11 +190,10 @@ def time_size(models: DiMOOModels, params: dict, size: int, args, place, prompt:
                    matmul=matmul, fp8_gemms=fp8_gemms,
                    tokens_equal_bf16=float((tokens == ref).mean()) if ref is not None else None,
                    cond_len=int(batch.cond_ids.shape[1]), uncond_len=int(batch.uncond_ids.shape[1]))
-        rows.append(row)
+        run.rows.append(row)
         print(json.dumps(row), flush=True)
         if args.out:
-            write_json(dict(meta, rows=done + rows), args.out)
-    return rows
+            write_json(dict(run.meta, rows=run.rows), args.out)
 
 
 def main() -> None:
@@ -216,19 +234,18 @@ def main() -> None:
                              attention_impl=attention, matmul="fp8" if m == "fp8" else None) for m in matmuls}
     with setup_phase("random 8B-size params" if not args.quick else "random params"):
         params = jax.block_until_ready(random_params(models[matmuls[0]], mesh))
-    place = (lambda x: x) if mesh is None else (lambda x: jax.device_put(x, batch_sharding(mesh)))
     prompt = [(10 if args.quick else 1000) + i for i in range(args.prompt_len)]  # plain text ids, no special id
     meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(), mesh=shape,
                 date=datetime.date.today().isoformat(), jax=jax.__version__, attention=attention, quick=args.quick,
                 triton_gemm=args.triton_gemm, matmul=matmuls)
-    rows, bf16_codes = [], {}
+    run = Run(args, mesh, shape, prompt, uncond, meta)
     for matmul in matmuls:
         if matmul == "fp8":
             with setup_phase("quantising LLaDA's block kernels to FP8"):
                 params = jax.block_until_ready(models[matmul].prepare_params(params))
         for size in sizes:
-            rows += time_size(models[matmul], params, size, args, place, prompt, uncond, shape, bf16_codes, meta, rows)
-    report(dict(meta, rows=rows), args.out)
+            time_size(models[matmul], params, size, run)
+    report(dict(meta, rows=run.rows), args.out)
 
 
 if __name__ == "__main__":
