@@ -62,6 +62,11 @@ from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout
 from migm_jax.sharding import batch_sharding, param_shardings
 
 CASES = [("vanilla", None), ("shortcut", 14), ("shortcut", 11), ("shortcut", 9), ("cache", None)]
+# --quick: a tiny LLaDA and token layout (CPU-sized), shared with fp8_accuracy.py
+QUICK_LLADA = LLaDAConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=768,
+                          embedding_size=768)
+QUICK_LAYOUT = TokenLayout(mask=492, newline=240, boa=510, eoa=511, boi=505, eoi=506, uncond=507, text_vocab_size=512,
+                           codebook_size=256)
 # the real uncond prompt ("<system>Generate an image according to the text prompt.</system><user><uncondition></user>")
 UNCOND_IDS = [126332, 36289, 289, 3972, 4631, 297, 268, 3019, 12166, 13, 126333, 126334, 126351, 126335]
 
@@ -220,10 +225,7 @@ def main() -> None:
     shape = dict(data=1, fsdp=1, tensor=1) if mesh is None else dict(mesh.shape)
     attention = None if args.attention == "none" else args.attention
     if args.quick:
-        llada = LLaDAConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=768,
-                            embedding_size=768)
-        layout = TokenLayout(mask=492, newline=240, boa=510, eoa=511, boi=505, eoi=506, uncond=507,
-                             text_vocab_size=512, codebook_size=256)
+        llada, layout = QUICK_LLADA, QUICK_LAYOUT
         vq = VQModelConfig(block_out_channels=(16, 32, 32), layers_per_block=1, latent_channels=8, norm_num_groups=8,
                            num_vq_embeddings=256)
         sizes, uncond, attention = [32, 64], [507, 3, 4, 5], None

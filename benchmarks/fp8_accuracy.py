@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench_dimoo import UNCOND_IDS, random_params
+from bench_dimoo import QUICK_LAYOUT, QUICK_LLADA, UNCOND_IDS, random_params
 from common import report, setup_phase
 from migm_jax.compile_options import cublas_gemm_options
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
@@ -58,11 +58,7 @@ def main() -> None:
     p.add_argument("--out", help="write the results as JSON")
     args = p.parse_args()
     if args.quick:
-        llada = LLaDAConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=768,
-                            embedding_size=768)
-        layout = TokenLayout(mask=492, newline=240, boa=510, eoa=511, boi=505, eoi=506, uncond=507,
-                             text_vocab_size=512, codebook_size=256)
-        size, prompt, attention = 64, [10 + i for i in range(16)], None
+        llada, layout, size, prompt, attention = QUICK_LLADA, QUICK_LAYOUT, 64, [10 + i for i in range(16)], None
     else:
         llada, layout, size, prompt, attention = (LLaDAConfig.dimoo_8b(), TokenLayout.real(), args.size,
                                                   [1000 + i for i in range(64)], "cudnn")
