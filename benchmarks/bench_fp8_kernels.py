@@ -23,7 +23,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from common import report, timed
+from common import FP8_GEMM, report
 from migm_jax.compile_options import cublas_gemm_options
 from migm_jax.models.fp8 import FP8, fp8_matmul, quantize_kernel
 
@@ -38,12 +38,13 @@ def kernel_ms(fn, *args, calls: int) -> tuple[float, int]:
     """(ms per call of jit(fn) over `calls` calls dispatched back to back with one sync at the end, its FP8
     GEMM count). A sync after every call (as `common.timed` does for whole samplers) would add the
     dispatch latency to kernels of a millisecond or less."""
-    timing = timed(jax.jit(fn, compiler_options=cublas_gemm_options()), *args, repeats=1)
+    compiled = jax.jit(fn, compiler_options=cublas_gemm_options()).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))  # warm-up
     t0 = time.perf_counter()
     for _ in range(calls):
-        out = timing.compiled(*args)
+        out = compiled(*args)
     jax.block_until_ready(out)
-    return 1e3 * (time.perf_counter() - t0) / calls, timing.fp8_gemms
+    return 1e3 * (time.perf_counter() - t0) / calls, compiled.as_text().count(FP8_GEMM)
 
 
 def gemm_rows(scale: int, calls: int) -> list[dict]:

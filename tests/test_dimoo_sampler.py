@@ -286,10 +286,9 @@ def test_fp8_sampler_stays_close_and_captures_unpadded_features(small_models, ba
     """matmul='fp8' (emulated here) on the same uniforms: most codes as float32's, not all (really quantised);
     the captured features keep the batch's own width, without the sampler's padding to 16-row multiples."""
     models, params = small_models
-    fp8 = dataclasses.replace(models, matmul="fp8")
+    fp8, batch = dataclasses.replace(models, matmul="fp8"), batch_of(PROMPTS)
     out = build_sampler(fp8, MODES["shortcut"], decode=False, capture=True)(
-        fp8.prepare_params(params), batch_of(PROMPTS), jax.random.PRNGKey(0), RecordedNoise(random_draws(2)))
-    batch = batch_of(PROMPTS)
+        fp8.prepare_params(params), batch, jax.random.PRNGKey(0), RecordedNoise(random_draws(2)))
     assert [f.shape[2] for f in out["trace"]["features"]] == [batch.cond_ids.shape[1], batch.uncond_ids.shape[1]]
     same = float(np.mean(np.asarray(out["codes"]) == np.asarray(batched_runs["shortcut"]["codes"])))
     assert 0.4 < same < 1.0, same  # 0.604 measured (29 of 48 codes)
