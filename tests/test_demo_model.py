@@ -17,7 +17,7 @@ from migm_jax.eval.classifier import FeatureClassifier, load_classifier
 from migm_jax.images import clip_uint8, unit_range
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
-from migm_jax.synthetic.render import render_batch
+from migm_jax.data.shapes import render_batch
 from migm_jax.weights import as_float32, load_weights
 
 

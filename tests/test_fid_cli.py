@@ -105,10 +105,10 @@ class ColourNet:
 
 def test_tfds_split_statistics_are_those_of_its_records_in_order(tmp_path):
     pytest.importorskip("tensorflow_datasets", reason="needs the [data] extra: tensorflow-datasets, array-record")
-    from migm_jax.synthetic import render_batch
-    from migm_jax.synthetic.dataset import NAME, write_split
+    from migm_jax.data import render_batch, write_shapes
+    from migm_jax.data.records import NAME
 
-    write_split(str(tmp_path), "test", 5, progress=False)
+    write_shapes(str(tmp_path), "test", 5, progress=False)
     images = image_list(f"tfds:{NAME}/test", str(tmp_path))
     rendered = render_batch(np.arange(5), "test")[0]  # what the records hold, in that order
     assert images.count == 5 and all(np.array_equal(images.load(i), rendered[i]) for i in range(5))

@@ -1,7 +1,7 @@
 """Weights that ship inside the package: the embedded demo MaskGIT-Shortcut and its feature classifier.
 
 Both are weights directories (`config.json` + `params/`, see migm_jax.weights), trained from scratch
-on the synthetic dataset (migm_jax.synthetic) with `train.py` and the `configs/demo_*.py` files.
+on the synthetic shapes (migm_jax.data.shapes) with `train.py` and the `configs/demo_*.py` files.
 """
 
 import os

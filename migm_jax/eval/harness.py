@@ -32,7 +32,7 @@ from migm_jax.eval.fid import FeatureStats, Reference, frechet_distance
 from migm_jax.eval.loop import Generator, Plan, evaluate_configuration
 from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling
 from migm_jax.sharding import make_mesh
-from migm_jax.synthetic import render_batch
+from migm_jax.data.shapes import render_batch
 from migm_jax.weights import read_config
 
 DEFAULT_STEPS = 16  # N when neither the weights' sampling config nor the caller gives one

@@ -1,6 +1,7 @@
-"""Training the base models from scratch on the synthetic dataset (migm_jax.synthetic), through
-train.py like the shortcut: the VQGAN tokenizer, the MaskGIT transformer and the feature classifier
-of the quality metric. Each task is a module here; task.py holds what they share.
+"""Training the base models from scratch on an image dataset (migm_jax.data; without data_dir, the synthetic
+shapes rendered into memory), through train.py like the shortcut: the VQGAN tokenizer, the MaskGIT
+transformer and the feature classifier of the quality metric. Each task is a module here; task.py holds
+what they share.
 """
 
 

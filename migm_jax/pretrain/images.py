@@ -1,9 +1,11 @@
-"""Batches of synthetic images for the base-model tasks: from a dataset on disk or rendered into memory.
+"""Batches of images for the base-model tasks: from a dataset on disk (migm_jax.data) or, without `data_dir`,
+synthetic shapes rendered into memory.
 
 `batch(m)` is micro-batch m as global arrays split over the mesh's batch axes, a pure function of m
 (the data position saved with checkpoints): epoch e visits the train images in permutation(seed, e).
 Without `data_dir` the first `render_images` train images (and the validation images, from the
 held-out 'test' split) are rendered once into host memory, in parallel processes when there are many.
+Captions (a dataset's "caption" field, (n,) str) stay host arrays of this process's rows.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from migm_jax.data import CLASS_NAMES, ImageReader, read_meta, render_batch
 from migm_jax.sharding import batch_sharding
-from migm_jax.synthetic import ImageReader, render_batch
 from migm_jax.training.config import TrainConfig
 from migm_jax.training.dataset import SampleOrder
 
@@ -36,6 +38,11 @@ def render_split(split: str, n: int) -> dict:
         with ProcessPoolExecutor(min(16, os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(render_batch, chunks, [split] * len(chunks)))
     return {"image": np.concatenate([p[0] for p in parts]), "label": np.concatenate([p[1] for p in parts]).astype(np.int32)}
+
+
+def class_names(cfg: TrainConfig) -> list[str]:
+    """The class names of the task's dataset: those of `data_dir`'s meta, or of the rendered shapes."""
+    return read_meta(cfg.data_dir)["class_names"] if cfg.data_dir else list(CLASS_NAMES)
 
 
 def encode_all(reader, encode: Callable[[np.ndarray], np.ndarray], chunk: int = CHUNK) -> dict:
@@ -81,7 +88,8 @@ class ImageSource:
         self.n_val = min(n_val, len(self.val))
 
     def _to_global(self, local: dict) -> dict:
-        return {k: jax.make_array_from_process_local_data(self.sharding, v) for k, v in local.items()}
+        return {k: v if v.dtype == object else jax.make_array_from_process_local_data(self.sharding, v)
+                for k, v in local.items()}
 
     def batch(self, m: int) -> dict:
         idx = self.order.indices(m, self.cfg.batch_size, jax.process_index(), jax.process_count())

@@ -20,10 +20,9 @@ import optax
 from migm_jax.images import make_grid, minmax_uint8, save_png, unit_range
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
-from migm_jax.pretrain.images import ImageSource
+from migm_jax.pretrain.images import ImageSource, class_names
 from migm_jax.pretrain.task import PretrainTask
 from migm_jax.sampling.maskgit import MaskGITModels, build_sampler, trajectory_sampling
-from migm_jax.synthetic import CLASS_NAMES
 from migm_jax.training.config import ConfigError
 from migm_jax.weights import as_float32, cast_floating, load_weights, save_weights
 
@@ -114,7 +113,8 @@ class TransformerTask(PretrainTask):
     def export(self, state, out_dir):
         """<out_dir>/weights: transformer + the tokenizer's VQGAN (+ the class names), a MaskGIT weights dir."""
         weights = os.path.join(out_dir, "weights")
-        configs = {"transformer": self.tcfg.to_dict(), "vqgan": self.vcfg.to_dict(), "classes": {"names": list(CLASS_NAMES)}}
+        configs = {"transformer": self.tcfg.to_dict(), "vqgan": self.vcfg.to_dict(),
+                   "classes": {"names": class_names(self.cfg)}}
         params = {"transformer": jax.device_get(state.ema), "vqgan": self.vq_params}
         save_weights(weights, "maskgit", configs, cast_floating(params, self.cfg.export_dtype))
         return {"weights": weights}

@@ -1,11 +1,13 @@
-"""Class-conditional synthetic images: one shape family per class on a textured background.
+"""The synthetic shapes dataset: class-conditional images, one shape family per class on a textured background.
 
 Every image is a pure function of (split, index): label = index % 10 and all randomness comes from
 np.random.default_rng([SPLIT_SEEDS[split], index]), so any index renders on its own. The class shape
 (random colour, fill style, position, scale, rotation, proportions) sits on a gradient, stripe,
 checker or smooth-noise background; one or two neutral blobs are drawn behind or over it, and some
 images hold a second, smaller instance of the same shape. Shapes are drawn at 2x with PIL and box
-filtered down, so their edges are anti-aliased.
+filtered down, so their edges are anti-aliased. `write_shapes` writes images 0..n-1 of a split as
+records of the shared schema (records.py; caption empty); the pretraining tasks can also render them
+into memory (migm_jax.pretrain.images).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import operator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from migm_jax.data.records import write_split
 
 RESOLUTION = 64
 CLASS_NAMES = ("disc", "square", "triangle", "cross", "star", "ring", "crescent", "arrow", "heart", "zigzag")
@@ -270,3 +274,12 @@ def render_batch(indices, split: str = "train") -> tuple[np.ndarray, np.ndarray]
     for i, index in enumerate(indices):
         images[i], labels[i] = render(index, split)
     return images, labels
+
+
+def write_shapes(data_dir: str, split: str, n_images: int, images_per_shard: int = 4096, progress: bool = True) -> str:
+    """Writes images 0 .. n_images - 1 of `split` (record i = render(i, split), caption "") into the dataset
+    at `data_dir`, keeping its other splits. Returns the dataset folder."""
+    seed = _check_split(split)
+    meta = {"builder": "shapes", "resolution": RESOLUTION, "class_names": list(CLASS_NAMES)}
+    records = ((*render(i, split), "") for i in range(n_images))
+    return write_split(data_dir, split, records, n_images, meta, {"seed": seed}, images_per_shard, progress)

@@ -1,11 +1,12 @@
-"""Synthetic shapes: deterministic rendering, labels, splits, TFDS array_record round trip, errors."""
+"""Synthetic shapes: deterministic rendering, labels, splits, the records round trip (TFDS array_record), CLI, errors."""
 
 import os
 
 import numpy as np
 import pytest
 
-from migm_jax.synthetic import CLASS_NAMES, RESOLUTION, SPLIT_SEEDS, ImageReader, render, render_batch, write_split
+from migm_jax.data import (CLASS_NAMES, RESOLUTION, SPLIT_SEEDS, ImageReader, render, render_batch, write_shapes,
+                           write_split)
 
 
 def test_render_is_deterministic_per_index():
@@ -56,8 +57,8 @@ def test_render_rejects_bad_input():
 def written(tmp_path_factory):
     pytest.importorskip("tensorflow_datasets", reason="needs the [data] extra: tensorflow-datasets, array-record")
     root = str(tmp_path_factory.mktemp("shapes"))
-    write_split(root, "train", 23, images_per_shard=10, progress=False)
-    write_split(root, "test", 5, progress=False)
+    write_shapes(root, "train", 23, images_per_shard=10, progress=False)
+    write_shapes(root, "test", 5, progress=False)
     return root
 
 
@@ -70,16 +71,17 @@ def test_write_then_read_gives_render_batch(written):
     assert out["image"].dtype == np.uint8 and out["label"].dtype == np.int32
     np.testing.assert_array_equal(out["image"], images)
     np.testing.assert_array_equal(out["label"], labels)
+    assert out["caption"].shape == (5,) and out["caption"].tolist() == [""] * 5
 
 
 def test_second_split_keeps_first_and_tfds_opens_both(written):
     import tensorflow_datasets as tfds
 
-    from migm_jax.synthetic.dataset import NAME, VERSION, read_meta, version_dir
+    from migm_jax.data.records import NAME, VERSION, dataset_dir, read_meta
 
     assert len(ImageReader(written, "test")) == 5
     np.testing.assert_array_equal(ImageReader(written, "test").read([4])["image"][0], render(4, "test")[0])
-    info = tfds.builder_from_directory(version_dir(written)).info
+    info = tfds.builder_from_directory(dataset_dir(written)).info
     assert {s: info.splits[s].num_examples for s in info.splits} == {"train": 23, "test": 5}
     source = tfds.data_source(f"{NAME}:{VERSION}", data_dir=written, split="train")
     rec = source[17]
@@ -88,40 +90,46 @@ def test_second_split_keeps_first_and_tfds_opens_both(written):
     meta = read_meta(written)
     assert meta["splits"] == {"train": {"seed": SPLIT_SEEDS["train"], "images": 23},
                               "test": {"seed": SPLIT_SEEDS["test"], "images": 5}}
-    assert meta["resolution"] == RESOLUTION and meta["class_names"] == list(CLASS_NAMES)
+    assert meta["builder"] == "shapes" and meta["resolution"] == RESOLUTION and meta["class_names"] == list(CLASS_NAMES)
 
 
 def test_rewriting_a_split_replaces_its_shards(tmp_path):
     pytest.importorskip("tensorflow_datasets")
-    write_split(str(tmp_path), "train", 12, images_per_shard=4, progress=False)
-    out = write_split(str(tmp_path), "train", 6, progress=False)
+    write_shapes(str(tmp_path), "train", 12, images_per_shard=4, progress=False)
+    out = write_shapes(str(tmp_path), "train", 6, progress=False)
     shards = sorted(f for f in os.listdir(out) if "array_record" in f)
-    assert shards == ["migm_synthetic_shapes-train.array_record-00000-of-00001"]
+    assert shards == ["migm_images-train.array_record-00000-of-00001"]
     reader = ImageReader(str(tmp_path), "train")
     assert len(reader) == 6
     np.testing.assert_array_equal(reader.read([5])["image"][0], render(5)[0])
 
 
 def test_reader_errors(written, tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m migm_jax.synthetic --out"):
+    with pytest.raises(FileNotFoundError, match=r"build one with python -m migm_jax.data \{shapes,emoji\} --out"):
         ImageReader(str(tmp_path / "missing"), "train")
-    with pytest.raises(ValueError, match="has train, test"):
+    with pytest.raises(ValueError, match=r"has train, test\); see python -m migm_jax.data shapes --help"):
         ImageReader(written, "val")
     with pytest.raises(ValueError, match="unknown split"):
-        write_split(str(tmp_path), "val", 3, progress=False)
+        write_shapes(str(tmp_path), "val", 3, progress=False)
+    other = {"builder": "emoji", "resolution": RESOLUTION, "class_names": ["a"]}
+    with pytest.raises(ValueError, match=r"holds another shapes dataset \(its builder, class_names differ\); remove it"):
+        write_split(written, "train", iter([]), 1, other)
 
 
 def test_cli_grid_and_errors(tmp_path, capsys):
     from PIL import Image
 
-    from migm_jax.synthetic.__main__ import main
+    from migm_jax.data.__main__ import main
 
     path = tmp_path / "grid.png"
-    assert main(["--split", "test", "--grid", str(path)]) == 0
+    assert main(["shapes", "--split", "test", "--grid", str(path)]) == 0
     grid = np.asarray(Image.open(path))
     assert grid.shape == (4 * (RESOLUTION + 2) + 2, 10 * (RESOLUTION + 2) + 2, 3)
     np.testing.assert_array_equal(grid[2:2 + RESOLUTION, 2:2 + RESOLUTION], render(0, "test")[0])
-    assert main(["--split", "val", "--grid", str(path)]) == 2
-    assert main([]) == 2
+    assert main(["shapes", "--split", "val", "--grid", str(path)]) == 2
+    assert main(["shapes"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    with pytest.raises(SystemExit):
+        main(["shapes", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m migm_jax.data shapes")
