@@ -56,7 +56,7 @@ def emoji_grid(data_dir: str, path: str, n: int = 40) -> None:
     picks = [noto[k] for k in np.linspace(0, len(noto) - 1, min(n, len(noto))).astype(int)]
     twemoji = {label: i for i, (label, c) in enumerate(zip(data["label"], data["caption"])) if c.startswith("twemoji ")}
     rows = [twemoji[data["label"][i]] for i in picks] + picks
-    save_png(make_grid(data["image"][rows], nrow=10), path)
+    save_png(make_grid(data["image"][rows], nrow=min(10, len(picks))), path)
 
 
 def emoji(args) -> None:
@@ -75,7 +75,7 @@ def emoji(args) -> None:
     print(f"wrote {len(meta['class_names'])} emoji ({counts} images) to {args.out} in {time.time() - start:.0f} s")
     if args.grid:
         emoji_grid(args.out, args.grid)
-        print(f"wrote {args.grid} (4 rows Twemoji, then the same emoji in Noto)")
+        print(f"wrote {args.grid} (rows of Twemoji drawings, then the same emoji in Noto)")
 
 
 def parser() -> argparse.ArgumentParser:

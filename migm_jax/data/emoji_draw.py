@@ -64,5 +64,5 @@ def draw_noto(font: ImageFont.FreeTypeFont, text: str) -> Optional[np.ndarray]:
     left, top, right, bottom = font.getbbox(text)
     pad = font.size // 4
     canvas = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, 0))
-    ImageDraw.Draw(canvas).text((pad - left, pad - top), text, font=font, embedded_color=True)
+    ImageDraw.Draw(canvas).text((pad - left, pad - top), text, fill="black", font=font, embedded_color=True)
     return framed(canvas, NOTO_FRAME)
