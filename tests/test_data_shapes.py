@@ -133,3 +133,18 @@ def test_cli_grid_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["shapes", "--help"])
     assert capsys.readouterr().out.startswith("usage: python -m migm_jax.data shapes")
+
+
+def test_training_batches_of_a_written_split_keep_captions_on_the_host(written):
+    import jax
+
+    from migm_jax.pretrain.images import ImageSource, class_names
+    from migm_jax.sharding import make_mesh
+    from migm_jax.training.config import TrainConfig
+
+    cfg = TrainConfig(data_dir=written, val_split="test", batch_size=4, val_batches=1)
+    source = ImageSource(cfg, make_mesh(devices=jax.devices()[:1]))
+    batch = source.batch(0)
+    np.testing.assert_array_equal(np.asarray(batch["image"]), render_batch(source.order.indices(0, 4), "train")[0])
+    assert isinstance(batch["caption"], np.ndarray) and batch["caption"].tolist() == [""] * 4
+    assert class_names(cfg) == list(CLASS_NAMES) == class_names(TrainConfig())

@@ -19,7 +19,6 @@ import collections
 import dataclasses
 import json
 import os
-import shutil
 import zipfile
 
 import numpy as np
@@ -132,13 +131,15 @@ def build_emoji(data_dir: str, sources: Sources, records_per_shard: int = 4096, 
             "heldout_fraction": HELDOUT_FRACTION, "heldout_seed": HELDOUT_SEED, "left_out": left_out,
             "sources": sources.record, "prompt_files": {s: f"prompts_{s}.txt" for s in splits},
             "notice": "NOTICE.txt"}
-    out = dataset_dir(data_dir)
     for split, pairs in splits.items():
         records = ((images[i, s], i, f"{STYLES[s]} {names[i]}") for i, s in pairs)
-        write_split(data_dir, split, records, len(pairs), meta, {"styles": [STYLES[s] for s in range(2)
-                    if any(p[1] == s for p in pairs)]}, records_per_shard, progress)
-    prompts = {s: "".join(f"{STYLES[st]} {names[i]}\n" for i, st in pairs) for s, pairs in splits.items()}
-    write_files_atomically([(os.path.join(out, meta["prompt_files"][s]), lambda f, t=text: f.write(t.encode()))
-                            for s, text in prompts.items()]
-                           + [(os.path.join(out, "NOTICE.txt"), lambda f: shutil.copyfileobj(open(NOTICE, "rb"), f))])
+        styles = [STYLES[s] for s in sorted({s for _, s in pairs})]
+        write_split(data_dir, split, records, len(pairs), meta, {"styles": styles}, records_per_shard, progress)
+    out = dataset_dir(data_dir)
+    with open(NOTICE, "rb") as f:
+        notice = f.read()
+    files = {meta["prompt_files"][s]: "".join(f"{STYLES[st]} {names[i]}\n" for i, st in pairs).encode()
+             for s, pairs in splits.items()}
+    write_files_atomically([(os.path.join(out, name), lambda f, b=content: f.write(b))
+                            for name, content in {**files, meta["notice"]: notice}.items()])
     return read_meta(data_dir)

@@ -50,6 +50,7 @@ class TrainConfig:
     teacher_dtype: str = "bfloat16"  # teacher compute (online trajectories, rollout targets)
     attention_impl: Optional[str] = None  # None: exact XLA attention; 'cudnn' (GPU flash) | 'xla'
     # Data. data_dir: TFDS trajectories written by `python -m migm_jax.training.makedata`; None = online.
+    # Base-model tasks: an image dataset written by `python -m migm_jax.data`; None = shapes rendered in memory.
     data_dir: Optional[str] = None
     train_split: str = "train"
     val_split: str = "val"
