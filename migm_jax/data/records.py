@@ -61,8 +61,8 @@ def _merged_meta(out: str, meta: dict) -> dict:
     old = read_json(path)
     keys = sorted(k for k in {*meta, *old} - {"splits"} if meta.get(k) != old.get(k))
     if keys:
-        raise ValueError(f"{out} holds another {old.get('builder')} dataset (its {', '.join(keys)} differ); "
-                         "remove it or write to another --out")
+        what = f"its {', '.join(keys)} differ" if old["builder"] == meta["builder"] else f"not {meta['builder']}"
+        raise ValueError(f"{out} holds another dataset ({old['builder']}, {what}); remove it or write to another --out")
     return {**meta, "splits": old["splits"]}
 
 
