@@ -104,3 +104,117 @@ def test_transformer_then_shortcut_export_samples(teacher, tmp_path):
     assert sample.main(["--weights", weights, "--labels", "0", "3", "--dtype", "float32", "--out", str(out)]) == 0
     w, h = Image.open(out).size
     assert w > 2 * 2 * 64 and h > 2 * 2 * 64  # two columns, two rows (vanilla N=4, shortcut B=2) of 2x images
+
+
+# The DiMOO family: VQModel tokenizer -> text-to-image LLaDA, on a tiny captioned dataset in memory (16x16
+# "emoji" in two styles) fed through the one function every task reads datasets with.
+EMOJI_NAMES = ["red circle", "green square", "blue circle", "yellow square", "red square", "green circle",
+               "blue square", "yellow circle"]
+EMOJI = ["model.block_out_channels=(8, 8, 16)", "model.norm_num_groups=8", "model.latent_channels=8",
+         "model.vq_embed_dim=4", "model.num_vq_embeddings=32"]
+TEXT_TO_IMAGE = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.n_kv_heads=2",
+                 "model.mlp_hidden_size=64", "sampling.steps=4", "lr=3e-3", "attention_impl=None"]
+
+
+def emoji_split(split):
+    """Records of the tiny dataset: train = style 'twemoji' of every name + 'noto' of the first half, heldout =
+    'noto' of the second half (noto: a black outline)."""
+    colors = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 200, 20)}
+    half = len(EMOJI_NAMES) // 2
+    pairs = [("twemoji", i) for i in range(len(EMOJI_NAMES))] + [("noto", i) for i in range(half)]
+    if split == "heldout":
+        pairs = [("noto", i) for i in range(half, len(EMOJI_NAMES))]
+    yy, xx = np.mgrid[:16, :16]
+    images, labels, captions = [], [], []
+    for style, i in pairs:
+        color, shape = EMOJI_NAMES[i].split()
+        inside = (np.hypot(yy - 7.5, xx - 7.5) < 6) if shape == "circle" else (abs(yy - 7.5) < 5) & (abs(xx - 7.5) < 5)
+        img = np.full((16, 16, 3), 255, np.uint8)
+        img[inside] = colors[color]
+        if style == "noto":
+            img[inside & ~np.roll(inside, 1, 0) | inside & ~np.roll(inside, 1, 1)] = 0
+        images.append(img)
+        labels.append(i)
+        captions.append(f"{style} {EMOJI_NAMES[i]}")
+    meta = {"resolution": 16, "class_names": EMOJI_NAMES, "caption_styles": ["twemoji", "noto"]}
+    data = {"image": np.stack(images), "label": np.asarray(labels, np.int32), "caption": np.asarray(captions, object)}
+    return data, meta
+
+
+@pytest.fixture(scope="module")
+def emoji_dir(tmp_path_factory):
+    """A data_dir whose splits `open_split` serves from `emoji_split` (other folders read as before)."""
+    from migm_jax.pretrain import images
+
+    folder = str(tmp_path_factory.mktemp("emoji"))
+    real = images.open_split
+
+    def open_split(data_dir, split):
+        return images.InMemory(*emoji_split(split)) if data_dir == folder else real(data_dir, split)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "open_split", open_split)
+        yield folder
+
+
+def emoji_config(name, overrides, data_dir):
+    return load_config(os.path.join(ROOT, "configs", f"emoji_{name}.py"), COMMON + overrides + [f"data_dir={data_dir!r}"])
+
+
+@pytest.fixture(scope="module")
+def vq_tokenizer(emoji_dir, tmp_path_factory):
+    weights = train_resume_export(emoji_config("vq", EMOJI, emoji_dir), tmp_path_factory.mktemp("vqmodel"))
+    return weights
+
+
+@pytest.fixture(scope="module")
+def emoji_teacher(emoji_dir, vq_tokenizer, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("text_to_image")
+    cfg = emoji_config("teacher", TEXT_TO_IMAGE + [f"tokenizer={vq_tokenizer!r}"], emoji_dir)
+    return cfg, train_resume_export(cfg, tmp), tmp
+
+
+def test_vqmodel_export_is_a_dimoo_tokenizer(vq_tokenizer):
+    from migm_jax.weights import load_weights
+
+    family, configs, params = load_weights(vq_tokenizer)
+    assert family == "dimoo" and set(configs) == {"vq"} and configs["vq"]["block_out_channels"] == [8, 8, 16]
+    assert params["vq"]["quantize"]["embedding"]["embedding"].dtype.name == "bfloat16"
+
+
+def test_text_to_image_sequences_are_the_samplers(emoji_dir, emoji_teacher):
+    """The exported tokenizer reads back with the layout of the export, and the training sequences are
+    build_sequences' (full caption, caption without its style word, uncond prompt) with codes written in."""
+    import jax
+
+    from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, image_offsets, load_tokenizer
+    from migm_jax.sharding import make_mesh
+    from migm_jax.weights import read_config
+
+    cfg, weights, tmp = emoji_teacher
+    _, configs = read_config(weights)
+    layout = TokenLayout.from_dict(configs["layout"])
+    tok = load_tokenizer(os.path.join(weights, "tokenizer"))
+    assert TokenLayout.from_tokenizer(tok, layout.vocab_size, layout.codebook_size) == layout
+    assert configs["llada"]["vocab_size"] == layout.vocab_size == len(tok) + 32
+    assert (tmp / "straight" / "tokenizer" / "tokenizer.json").read_bytes() == \
+        open(os.path.join(weights, "tokenizer", "tokenizer.json"), "rb").read()
+    task = loop.build_task(cfg, make_mesh(devices=jax.devices()[:1]))
+    caption = "twemoji red circle"  # record 0
+    assert task.captions["train"][0] == caption
+    assert "[UNK]" not in tok.convert_ids_to_tokens(tok(caption)["input_ids"])
+    want = {}
+    for name, text in (("full", caption), ("short", "red circle")):
+        seq = build_sequences(tok, [text], 16, 16, layout, vae_scale=4)
+        want[name] = np.asarray(seq.cond_ids[0]), int(seq.prompt_len[0])
+    want["uncond"] = np.asarray(seq.uncond_ids[0]), int(seq.uncond_len[0])
+    batch = jax.tree.map(jax.numpy.asarray, task.source.train.read(np.arange(4)))
+    for drops, name in (((0.0, 0.0), "full"), ((0.0, 1.0), "short"), ((1.0, 0.0), "uncond")):
+        ids, lengths, cols, codes, mask = jax.device_get(task._sequences(batch, jax.random.PRNGKey(0), *drops))
+        (expect, plen), got = want[name], ids[0].copy()
+        assert lengths[0] == len(expect) and mask[0].any()
+        np.testing.assert_array_equal(cols[0], plen + image_offsets((4, 4)))
+        np.testing.assert_array_equal(got[cols[0]], np.where(mask[0], layout.mask, codes[0] + layout.text_vocab_size))
+        got[cols[0]] = layout.mask
+        np.testing.assert_array_equal(got[:len(expect)], expect)
+        assert (got[len(expect):] == 0).all()

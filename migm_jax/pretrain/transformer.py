@@ -15,12 +15,12 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from migm_jax.images import make_grid, minmax_uint8, save_png, unit_range
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.pretrain.images import ImageSource
+from migm_jax.pretrain.masking import arccos_mask, masked_cross_entropy
 from migm_jax.pretrain.task import PretrainTask
 from migm_jax.sampling.maskgit import MaskGITModels, build_sampler, trajectory_sampling
 from migm_jax.synthetic import CLASS_NAMES
@@ -30,16 +30,9 @@ from migm_jax.weights import as_float32, cast_floating, load_weights, save_weigh
 DEFAULTS = {"label_drop": 0.1, "label_smoothing": 0.1}
 
 
-def random_mask(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    """(b, n) bool: per image a ratio arccos(r)/(pi/2), r ~ U(0,1), each position masked with that probability."""
-    k_r, k_m = jax.random.split(key)
-    ratio = jnp.arccos(jax.random.uniform(k_r, (shape[0], 1))) / (jnp.pi / 2)
-    return jax.random.uniform(k_m, shape) < ratio
-
-
 class TransformerTask(PretrainTask):
-    def __init__(self, cfg, mesh):
-        super().__init__(cfg, mesh)
+    def __init__(self, cfg, mesh, workdir=None):
+        super().__init__(cfg, mesh, workdir)
         family, configs, params = load_weights(cfg.tokenizer)
         if "vqgan" not in configs:
             raise ConfigError(f"tokenizer {cfg.tokenizer} holds no VQGAN ({', '.join(configs)}); "
@@ -68,7 +61,7 @@ class TransformerTask(PretrainTask):
     def source(self) -> ImageSource:
         """Batches of codes: the images tokenized once by the frozen VQGAN."""
         encode = jax.jit(lambda x: self.vq.apply({"params": self.vq_params}, unit_range(x), method=VQGAN.encode))
-        return ImageSource(self.cfg, self.mesh, encode)
+        return ImageSource(self.cfg, self.mesh, lambda records: {"code": encode(records["image"]), "label": records["label"]})
 
     def init_params(self, key):
         g = self.tcfg.grid
@@ -80,17 +73,12 @@ class TransformerTask(PretrainTask):
         b = codes.shape[0]
         flat = codes.reshape(b, -1)
         k_mask, k_drop = jax.random.split(key)
-        mask = random_mask(k_mask, flat.shape)
+        mask = arccos_mask(k_mask, flat.shape)
         drop = jax.random.uniform(k_drop, (b,)) < label_drop
         masked = jnp.where(mask, self.tcfg.mask_id, flat).reshape(codes.shape)
         logits, _ = self.module.apply({"params": params}, masked, batch["label"], drop)
-        k = self.tcfg.codebook_size
-        target = optax.smooth_labels(jax.nn.one_hot(flat, k), self.obj["label_smoothing"])
-        ce = optax.softmax_cross_entropy(logits, target)
-        weight = mask.astype(jnp.float32)
-        loss = jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1.0)
-        acc = jnp.sum((jnp.argmax(logits, -1) == flat) * weight) / jnp.maximum(jnp.sum(weight), 1.0)
-        return loss, {"loss": loss, "masked_acc": acc, "mask_ratio": jnp.mean(weight)}
+        loss, acc = masked_cross_entropy(logits, flat, mask, self.obj["label_smoothing"])
+        return loss, {"loss": loss, "masked_acc": acc, "mask_ratio": jnp.mean(mask.astype(jnp.float32))}
 
     def loss(self, params, batch, key):
         loss, metrics = self._loss(params, batch, key, self.obj["label_drop"])
