@@ -163,8 +163,8 @@ def emoji_config(name, overrides, data_dir):
 
 @pytest.fixture(scope="module")
 def vq_tokenizer(emoji_dir, tmp_path_factory):
-    weights = train_resume_export(emoji_config("vq", EMOJI, emoji_dir), tmp_path_factory.mktemp("vqmodel"))
-    return weights
+    """The VQModel trained on the tiny emoji (without validation: the VQ task's is tested with the VQGAN)."""
+    return train_resume_export(emoji_config("vq", EMOJI + ["val_every=0"], emoji_dir), tmp_path_factory.mktemp("vqmodel"))
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +209,9 @@ def test_text_to_image_sequences_are_the_samplers(emoji_dir, emoji_teacher):
         want[name] = np.asarray(seq.cond_ids[0]), int(seq.prompt_len[0])
     want["uncond"] = np.asarray(seq.uncond_ids[0]), int(seq.uncond_len[0])
     batch = jax.tree.map(jax.numpy.asarray, task.source.train.read(np.arange(4)))
+    sequences = jax.jit(task._sequences, static_argnums=(2, 3))
     for drops, name in (((0.0, 0.0), "full"), ((0.0, 1.0), "short"), ((1.0, 0.0), "uncond")):
-        ids, lengths, cols, codes, mask = jax.device_get(task._sequences(batch, jax.random.PRNGKey(0), *drops))
+        ids, lengths, cols, codes, mask = jax.device_get(sequences(batch, jax.random.PRNGKey(0), *drops))
         (expect, plen), got = want[name], ids[0].copy()
         assert lengths[0] == len(expect) and mask[0].any()
         np.testing.assert_array_equal(cols[0], plen + image_offsets((4, 4)))
@@ -218,3 +219,70 @@ def test_text_to_image_sequences_are_the_samplers(emoji_dir, emoji_teacher):
         got[cols[0]] = layout.mask
         np.testing.assert_array_equal(got[:len(expect)], expect)
         assert (got[len(expect):] == 0).all()
+
+
+def test_text_to_image_export_samples_and_teaches_a_shortcut(emoji_dir, emoji_teacher, tmp_path):
+    """sample.py draws from the teacher's export (a DiMOO weights dir with tokenizer, f = 4), and the DiMOO
+    shortcut training takes it as its teacher with prompts from a file."""
+    from PIL import Image
+
+    import sample
+    from migm_jax.training.loop import build_family
+
+    cfg, weights, tmp = emoji_teacher
+    assert os.path.isfile(tmp / "straight" / "samples" / "step_0000004.png")
+    out = tmp_path / "grid.png"
+    assert sample.main(["--weights", weights, "--prompt", "noto red square", "blue circle", "--height", "16",
+                        "--width", "16", "--steps", "4", "--dtype", "float32", "--out", str(out)]) == 0
+    assert Image.open(out).size == (2 * 18 + 2, 18 + 2)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("twemoji red circle\ngreen square\n")
+    shortcut = load_config(os.path.join(ROOT, "configs", "emoji_shortcut.py"),
+                           [f"teacher_weights={weights!r}", f"teacher.prompts={str(prompts)!r}", "teacher.grid=[4, 4]",
+                            "sampling.steps=4", "sampling.budget=2"])
+    family, teacher, _, configs, _ = build_family(shortcut)
+    assert family.grid == (4, 4) and family.llada.d_model == 32 and set(configs) >= {"llada", "layout", "vq"}
+    assert len(family.prompt_ids) == 2 and family.sampling.steps == 4 and family.sampling.mode == "vanilla"
+
+
+def test_text_tokenizer_is_sorted_and_deterministic():
+    import json
+
+    from migm_jax.pretrain.text_tokenizer import SPECIAL_TOKENS, tokenizer_files
+
+    captions = ["noto waving hand: medium skin tone", "twemoji grinning face"]
+    files = tokenizer_files(captions)
+    assert tokenizer_files(captions[::-1]) == files
+    vocab = json.loads(files["tokenizer.json"])["model"]["vocab"]
+    words = [w for w, _ in sorted(vocab.items(), key=lambda kv: kv[1])][len(SPECIAL_TOKENS):]
+    assert words == sorted(words) and {"hand", ":", "grinning", "prompt", "."} <= set(words)
+    assert [vocab[t] for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS))) and vocab["[PAD]"] == 0
+
+
+def test_dimoo_family_tasks_check_their_inputs(emoji_dir, vq_tokenizer, tmp_path):
+    """One-line errors before any work: task and family, a text tokenizer built from other captions than the
+    run's, vocab sizes given by hand, a class count that does not fit the dataset (left out: the dataset's)."""
+    import dataclasses
+
+    import jax
+
+    from migm_jax.sharding import make_mesh
+    from migm_jax.training.config import ConfigError
+
+    mesh = make_mesh(devices=jax.devices()[:1])
+    vq = emoji_config("vq", EMOJI, emoji_dir)
+    with pytest.raises(ConfigError, match="task vqmodel trains a model of family dimoo, got family 'maskgit'"):
+        dataclasses.replace(vq, family="maskgit").validate()
+    teacher = emoji_config("teacher", TEXT_TO_IMAGE + [f"tokenizer={vq_tokenizer!r}"], emoji_dir)
+    with pytest.raises(ConfigError, match="task text_to_image needs data_dir"):
+        dataclasses.replace(teacher, data_dir=None).validate()
+    with pytest.raises(ConfigError, match="leave out vocab_size"):
+        loop.build_task(dataclasses.replace(teacher, model={**teacher.model, "vocab_size": 99}), mesh)
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConfigError, match="built from other captions"):
+        loop.build_task(teacher, mesh, str(tmp_path))
+    classifier = emoji_config("classifier", [], emoji_dir)
+    assert loop.build_task(classifier, mesh).ccfg.nclass == len(EMOJI_NAMES)
+    with pytest.raises(ConfigError, match="model.nclass 10 does not fit the dataset's 8 classes"):
+        loop.build_task(dataclasses.replace(classifier, model={**classifier.model, "nclass": 10}), mesh)

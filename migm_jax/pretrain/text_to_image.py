@@ -32,7 +32,7 @@ from migm_jax.models.vqmodel import VQModel, VQModelConfig
 from migm_jax.pretrain import images
 from migm_jax.pretrain.images import ImageSource, captions_of, read_captions
 from migm_jax.pretrain.masking import cosine_mask, masked_cross_entropy
-from migm_jax.pretrain.task import PretrainTask
+from migm_jax.pretrain.task import PretrainTask, shared
 from migm_jax.pretrain.text_tokenizer import same_tokenizer, tokenizer_files, write_tokenizer
 from migm_jax.sampling.dimoo import DiMOOModels, build_sampler, trajectory_sampling
 from migm_jax.sampling.dimoo_prompts import (PAD_ID, TokenLayout, build_sequences, check_size, image_offsets,
@@ -129,9 +129,9 @@ class TextToImageTask(PretrainTask):
     @functools.cached_property
     def source(self) -> ImageSource:
         """Batches {code (b,gh,gw), ids / ids_short (b,L), prompt_len / prompt_len_short (b,)}."""
-        encode = jax.jit(lambda x: self.vq.apply({"params": self.vq_params}, x.astype(jnp.float32) / 255.0,
-                                                 method=VQModel.encode))
-        return ImageSource(self.cfg, self.mesh, functools.partial(self._prepare, encode))
+        encode = shared(self, "encode", lambda: jax.jit(
+            lambda p, x: self.vq.apply({"params": p}, x.astype(jnp.float32) / 255.0, method=VQModel.encode)))
+        return ImageSource(self.cfg, self.mesh, functools.partial(self._prepare, functools.partial(encode, self.vq_params)))
 
     def init_params(self, key):
         return LLaDA(self.lcfg, jnp.float32).init(key, jnp.zeros((1, 4), jnp.int32))["params"]

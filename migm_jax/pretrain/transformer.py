@@ -21,7 +21,7 @@ from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.pretrain.images import ImageSource
 from migm_jax.pretrain.masking import arccos_mask, masked_cross_entropy
-from migm_jax.pretrain.task import PretrainTask
+from migm_jax.pretrain.task import PretrainTask, shared
 from migm_jax.sampling.maskgit import MaskGITModels, build_sampler, trajectory_sampling
 from migm_jax.synthetic import CLASS_NAMES
 from migm_jax.training.config import ConfigError
@@ -60,8 +60,10 @@ class TransformerTask(PretrainTask):
     @functools.cached_property
     def source(self) -> ImageSource:
         """Batches of codes: the images tokenized once by the frozen VQGAN."""
-        encode = jax.jit(lambda x: self.vq.apply({"params": self.vq_params}, unit_range(x), method=VQGAN.encode))
-        return ImageSource(self.cfg, self.mesh, lambda records: {"code": encode(records["image"]), "label": records["label"]})
+        encode = shared(self, "encode", lambda: jax.jit(
+            lambda p, x: self.vq.apply({"params": p}, unit_range(x), method=VQGAN.encode)))
+        return ImageSource(self.cfg, self.mesh,
+                           lambda records: {"code": encode(self.vq_params, records["image"]), "label": records["label"]})
 
     def init_params(self, key):
         g = self.tcfg.grid
