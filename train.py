@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Train a shortcut model (MaskGIT or Lumina-DiMOO) on teacher trajectories, or a base model from
-scratch on the synthetic dataset (VQGAN, MaskGIT transformer, feature classifier); resumes from --workdir.
+"""Train a shortcut model (MaskGIT or Lumina-DiMOO) on teacher trajectories, or a base model from scratch
+on an image dataset (VQGAN / VQModel tokenizer, MaskGIT transformer, text-to-image LLaDA, feature
+classifier); resumes from --workdir.
 
   python train.py --config configs/maskgit_imagenet.py --workdir runs/maskgit --set lr=3e-4
   python train.py --config configs/smoke.py --workdir /tmp/smoke --set total_steps=20

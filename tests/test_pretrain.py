@@ -104,3 +104,185 @@ def test_transformer_then_shortcut_export_samples(teacher, tmp_path):
     assert sample.main(["--weights", weights, "--labels", "0", "3", "--dtype", "float32", "--out", str(out)]) == 0
     w, h = Image.open(out).size
     assert w > 2 * 2 * 64 and h > 2 * 2 * 64  # two columns, two rows (vanilla N=4, shortcut B=2) of 2x images
+
+
+# The DiMOO family: VQModel tokenizer -> text-to-image LLaDA, on a tiny captioned dataset in memory (16x16
+# "emoji" in two styles) fed through the one function every task reads datasets with.
+EMOJI_NAMES = ["red circle", "green square", "blue circle", "yellow square", "red square", "green circle",
+               "blue square", "yellow circle"]
+EMOJI = ["model.block_out_channels=(8, 8, 16)", "model.norm_num_groups=8", "model.latent_channels=8",
+         "model.vq_embed_dim=4", "model.num_vq_embeddings=32"]
+TEXT_TO_IMAGE = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.n_kv_heads=2",
+                 "model.mlp_hidden_size=64", "sampling.steps=4", "lr=3e-3", "attention_impl=None"]
+
+
+def emoji_split(split):
+    """Records of the tiny dataset: train = style 'twemoji' of every name + 'noto' of the first half, heldout =
+    'noto' of the second half (noto: a black outline)."""
+    colors = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 200, 20)}
+    half = len(EMOJI_NAMES) // 2
+    pairs = [("twemoji", i) for i in range(len(EMOJI_NAMES))] + [("noto", i) for i in range(half)]
+    if split == "heldout":
+        pairs = [("noto", i) for i in range(half, len(EMOJI_NAMES))]
+    yy, xx = np.mgrid[:16, :16]
+    images, labels, captions = [], [], []
+    for style, i in pairs:
+        color, shape = EMOJI_NAMES[i].split()
+        inside = (np.hypot(yy - 7.5, xx - 7.5) < 6) if shape == "circle" else (abs(yy - 7.5) < 5) & (abs(xx - 7.5) < 5)
+        img = np.full((16, 16, 3), 255, np.uint8)
+        img[inside] = colors[color]
+        if style == "noto":
+            img[inside & ~np.roll(inside, 1, 0) | inside & ~np.roll(inside, 1, 1)] = 0
+        images.append(img)
+        labels.append(i)
+        captions.append(f"{style} {EMOJI_NAMES[i]}")
+    meta = {"resolution": 16, "class_names": EMOJI_NAMES, "caption_styles": ["twemoji", "noto"]}
+    data = {"image": np.stack(images), "label": np.asarray(labels, np.int32), "caption": np.asarray(captions, object)}
+    return data, meta
+
+
+@pytest.fixture(scope="module")
+def emoji_dir(tmp_path_factory):
+    """A data_dir whose splits `open_split` serves from `emoji_split` (other folders read as before)."""
+    from migm_jax.pretrain import images
+
+    folder = str(tmp_path_factory.mktemp("emoji"))
+    real = images.open_split
+
+    def open_split(data_dir, split):
+        return images.InMemory(*emoji_split(split)) if data_dir == folder else real(data_dir, split)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "open_split", open_split)
+        yield folder
+
+
+def emoji_config(name, overrides, data_dir):
+    return load_config(os.path.join(ROOT, "configs", f"emoji_{name}.py"), COMMON + overrides + [f"data_dir={data_dir!r}"])
+
+
+@pytest.fixture(scope="module")
+def vq_tokenizer(emoji_dir, tmp_path_factory):
+    """The VQModel trained on the tiny emoji (without validation: the VQ task's is tested with the VQGAN)."""
+    return train_resume_export(emoji_config("vq", EMOJI + ["val_every=0"], emoji_dir), tmp_path_factory.mktemp("vqmodel"))
+
+
+@pytest.fixture(scope="module")
+def emoji_teacher(emoji_dir, vq_tokenizer, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("text_to_image")
+    cfg = emoji_config("teacher", TEXT_TO_IMAGE + [f"tokenizer={vq_tokenizer!r}"], emoji_dir)
+    return cfg, train_resume_export(cfg, tmp), tmp
+
+
+def test_vqmodel_export_is_a_dimoo_tokenizer(vq_tokenizer):
+    from migm_jax.weights import load_weights
+
+    family, configs, params = load_weights(vq_tokenizer)
+    assert family == "dimoo" and set(configs) == {"vq"} and configs["vq"]["block_out_channels"] == [8, 8, 16]
+    assert params["vq"]["quantize"]["embedding"]["embedding"].dtype.name == "bfloat16"
+
+
+def test_text_to_image_sequences_are_the_samplers(emoji_dir, emoji_teacher):
+    """The exported tokenizer reads back with the layout of the export, and the training sequences are
+    build_sequences' (full caption, caption without its style word, uncond prompt) with codes written in."""
+    import jax
+
+    from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, image_offsets, load_tokenizer
+    from migm_jax.sharding import make_mesh
+    from migm_jax.weights import read_config
+
+    cfg, weights, tmp = emoji_teacher
+    _, configs = read_config(weights)
+    layout = TokenLayout.from_dict(configs["layout"])
+    tok = load_tokenizer(os.path.join(weights, "tokenizer"))
+    assert TokenLayout.from_tokenizer(tok, layout.vocab_size, layout.codebook_size) == layout
+    assert configs["llada"]["vocab_size"] == layout.vocab_size == len(tok) + 32
+    assert (tmp / "straight" / "tokenizer" / "tokenizer.json").read_bytes() == \
+        open(os.path.join(weights, "tokenizer", "tokenizer.json"), "rb").read()
+    task = loop.build_task(cfg, make_mesh(devices=jax.devices()[:1]))
+    caption = "twemoji red circle"  # record 0
+    assert task.captions["train"][0] == caption
+    assert "[UNK]" not in tok.convert_ids_to_tokens(tok(caption)["input_ids"])
+    want = {}
+    for name, text in (("full", caption), ("short", "red circle")):
+        seq = build_sequences(tok, [text], 16, 16, layout, vae_scale=4)
+        want[name] = np.asarray(seq.cond_ids[0]), int(seq.prompt_len[0])
+    want["uncond"] = np.asarray(seq.uncond_ids[0]), int(seq.uncond_len[0])
+    batch = jax.tree.map(jax.numpy.asarray, task.source.train.read(np.arange(4)))
+    sequences = jax.jit(task._sequences, static_argnums=(2, 3))
+    for drops, name in (((0.0, 0.0), "full"), ((0.0, 1.0), "short"), ((1.0, 0.0), "uncond")):
+        ids, lengths, cols, codes, mask = jax.device_get(sequences(batch, jax.random.PRNGKey(0), *drops))
+        (expect, plen), got = want[name], ids[0].copy()
+        assert lengths[0] == len(expect) and mask[0].any()
+        np.testing.assert_array_equal(cols[0], plen + image_offsets((4, 4)))
+        np.testing.assert_array_equal(got[cols[0]], np.where(mask[0], layout.mask, codes[0] + layout.text_vocab_size))
+        got[cols[0]] = layout.mask
+        np.testing.assert_array_equal(got[:len(expect)], expect)
+        assert (got[len(expect):] == 0).all()
+
+
+def test_text_to_image_export_samples_and_teaches_a_shortcut(emoji_dir, emoji_teacher, tmp_path):
+    """sample.py draws from the teacher's export (a DiMOO weights dir with tokenizer, f = 4), and the DiMOO
+    shortcut training takes it as its teacher with prompts from a file."""
+    from PIL import Image
+
+    import sample
+    from migm_jax.training.loop import build_family
+
+    cfg, weights, tmp = emoji_teacher
+    assert os.path.isfile(tmp / "straight" / "samples" / "step_0000004.png")
+    out = tmp_path / "grid.png"
+    assert sample.main(["--weights", weights, "--prompt", "noto red square", "blue circle", "--height", "16",
+                        "--width", "16", "--steps", "4", "--dtype", "float32", "--out", str(out)]) == 0
+    assert Image.open(out).size == (2 * 18 + 2, 18 + 2)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("twemoji red circle\ngreen square\n")
+    shortcut = load_config(os.path.join(ROOT, "configs", "emoji_shortcut.py"),
+                           [f"teacher_weights={weights!r}", f"teacher.prompts={str(prompts)!r}", "teacher.grid=[4, 4]",
+                            "sampling.steps=4", "sampling.budget=2"])
+    family, teacher, _, configs, _ = build_family(shortcut)
+    assert family.grid == (4, 4) and family.llada.d_model == 32 and set(configs) >= {"llada", "layout", "vq"}
+    assert len(family.prompt_ids) == 2 and family.sampling.steps == 4 and family.sampling.mode == "vanilla"
+
+
+def test_text_tokenizer_is_sorted_and_deterministic():
+    import json
+
+    from migm_jax.pretrain.text_tokenizer import SPECIAL_TOKENS, tokenizer_files
+
+    captions = ["noto waving hand: medium skin tone", "twemoji grinning face"]
+    files = tokenizer_files(captions)
+    assert tokenizer_files(captions[::-1]) == files
+    vocab = json.loads(files["tokenizer.json"])["model"]["vocab"]
+    words = [w for w, _ in sorted(vocab.items(), key=lambda kv: kv[1])][len(SPECIAL_TOKENS):]
+    assert words == sorted(words) and {"hand", ":", "grinning", "prompt", "."} <= set(words)
+    assert [vocab[t] for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS))) and vocab["[PAD]"] == 0
+
+
+def test_dimoo_family_tasks_check_their_inputs(emoji_dir, vq_tokenizer, tmp_path):
+    """One-line errors before any work: task and family, a text tokenizer built from other captions than the
+    run's, vocab sizes given by hand, a class count that does not fit the dataset (left out: the dataset's)."""
+    import dataclasses
+
+    import jax
+
+    from migm_jax.sharding import make_mesh
+    from migm_jax.training.config import ConfigError
+
+    mesh = make_mesh(devices=jax.devices()[:1])
+    vq = emoji_config("vq", EMOJI, emoji_dir)
+    with pytest.raises(ConfigError, match="task vqmodel trains a model of family dimoo, got family 'maskgit'"):
+        dataclasses.replace(vq, family="maskgit").validate()
+    teacher = emoji_config("teacher", TEXT_TO_IMAGE + [f"tokenizer={vq_tokenizer!r}"], emoji_dir)
+    with pytest.raises(ConfigError, match="task text_to_image needs data_dir"):
+        dataclasses.replace(teacher, data_dir=None).validate()
+    with pytest.raises(ConfigError, match="leave out vocab_size"):
+        loop.build_task(dataclasses.replace(teacher, model={**teacher.model, "vocab_size": 99}), mesh)
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConfigError, match="built from other captions"):
+        loop.build_task(teacher, mesh, str(tmp_path))
+    classifier = emoji_config("classifier", [], emoji_dir)
+    assert loop.build_task(classifier, mesh).ccfg.nclass == len(EMOJI_NAMES)
+    with pytest.raises(ConfigError, match="model.nclass 10 does not fit the dataset's 8 classes"):
+        loop.build_task(dataclasses.replace(classifier, model={**classifier.model, "nclass": 10}), mesh)

@@ -206,6 +206,14 @@ class Decoder(nn.Module):
         return conv(cfg.out_ch, 3, self.dtype, "conv_out")(x)
 
 
+def quantizer_loss(z: jax.Array, z_q: jax.Array) -> jax.Array:
+    """mean((sg(z_q) - z)^2) + 0.25 mean((z_q - sg(z))^2), float32 scalar: taming's VectorQuantizer2 loss with
+    the legacy placement of beta, which is also diffusers' VectorQuantizer in a VQModel (legacy=True there).
+    z: encoder outputs, z_q: their codebook vectors, both (..., e)."""
+    sg = jax.lax.stop_gradient
+    return jnp.mean((sg(z_q) - z) ** 2) + BETA * jnp.mean((z_q - sg(z)) ** 2)
+
+
 def codebook_init(key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
     """U(-1/n_embed, 1/n_embed), taming's codebook init."""
     return jax.random.uniform(key, shape, dtype, -1.0 / shape[0], 1.0 / shape[0])
@@ -237,9 +245,7 @@ class VectorQuantizer(nn.Module):
                 - 2 * jnp.dot(flat, e.T, precision=jax.lax.Precision.HIGHEST))
         codes = jnp.argmin(dist, axis=1).astype(jnp.int32).reshape(z.shape[:-1])
         z_q = self.lookup(codes)
-        sg = jax.lax.stop_gradient
-        loss = jnp.mean((sg(z_q) - z) ** 2) + BETA * jnp.mean((z_q - sg(z)) ** 2)
-        return z + sg(z_q - z), loss, codes
+        return z + jax.lax.stop_gradient(z_q - z), quantizer_loss(z, z_q), codes
 
 
 class VQGAN(nn.Module):

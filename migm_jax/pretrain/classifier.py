@@ -1,5 +1,6 @@
 """The feature-classifier task: the CNN of the quality metric (migm_jax.eval.classifier) trained with
-cross-entropy on the synthetic train images; validated by its accuracy on the held-out images."""
+cross-entropy on the train images' class labels; validated by its accuracy on the held-out images.
+model.nclass may be left out: it is then the dataset's class count (its meta's class_names)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,24 @@ import jax.numpy as jnp
 import optax
 
 from migm_jax.eval.classifier import ClassifierConfig, FeatureClassifier
+from migm_jax.pretrain.images import dataset_meta
 from migm_jax.pretrain.task import PretrainTask
 from migm_jax.training.config import ConfigError
 from migm_jax.weights import cast_floating, save_weights
 
 
 class ClassifierTask(PretrainTask):
-    def __init__(self, cfg, mesh):
-        super().__init__(cfg, mesh)
+    def __init__(self, cfg, mesh, workdir=None):
+        super().__init__(cfg, mesh, workdir)
+        names = dataset_meta(cfg).get("class_names")
+        if not names and "nclass" not in cfg.model:
+            raise ConfigError("set model.nclass: the dataset's meta lists no class_names to count")
+        model = {"nclass": len(names or ()), **cfg.model}
+        if names and model["nclass"] != len(names):
+            raise ConfigError(f"model.nclass {model['nclass']} does not fit the dataset's {len(names)} classes; "
+                              f"leave it out (then it is {len(names)})")
         try:
-            self.ccfg = ClassifierConfig.from_dict(cfg.model)
+            self.ccfg = ClassifierConfig.from_dict(model)
         except (TypeError, KeyError) as e:
             raise ConfigError(f"model: {e}") from None
         if cfg.objective:

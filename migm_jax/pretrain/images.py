@@ -1,11 +1,11 @@
-"""Batches of images for the base-model tasks: from a dataset on disk (migm_jax.data) or, without `data_dir`,
-synthetic shapes rendered into memory.
+"""Batches of images for the base-model tasks: from a dataset on disk (migm_jax.data) or rendered into memory.
 
 `batch(m)` is micro-batch m as global arrays split over the mesh's batch axes, a pure function of m
 (the data position saved with checkpoints): epoch e visits the train images in permutation(seed, e).
-Without `data_dir` the first `render_images` train images (and the validation images, from the
-held-out 'test' split) are rendered once into host memory, in parallel processes when there are many.
-Captions (a dataset's "caption" field, (n,) str) stay host arrays of this process's rows.
+Every task reads a dataset on disk through `open_split` (records {'image', 'label', 'caption', ...} and
+the dataset's `meta`). Without `data_dir` the first `render_images` synthetic train images (and the
+validation images, from the held-out 'test' split) are rendered once into host memory, in parallel
+processes when there are many.
 """
 
 from __future__ import annotations
@@ -19,13 +19,26 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from migm_jax.data import CLASS_NAMES, ImageReader, read_meta, render_batch
 from migm_jax.sharding import batch_sharding
+from migm_jax.data import CLASS_NAMES, RESOLUTION, ImageReader, render_batch
 from migm_jax.training.config import TrainConfig
 from migm_jax.training.dataset import SampleOrder
 
 PARALLEL_ABOVE = 4096  # images; fewer are rendered in this process
 CHUNK = 1024
+FIELDS = ("image", "label")  # what a batch holds when the task does not prepare its own fields
+RENDERED_META = {"resolution": RESOLUTION, "class_names": list(CLASS_NAMES)}
+
+
+def open_split(data_dir: str, split: str):
+    """The reader of one split of the dataset at `data_dir`: len(), `.meta` (resolution, class_names, ...)
+    and read(indices) -> {'image': (n,R,R,3) uint8, 'label': (n,) int32, 'caption': (n,) str, ...}."""
+    return ImageReader(data_dir, split)
+
+
+def dataset_meta(cfg: TrainConfig) -> dict:
+    """The meta of the train data: the dataset's on disk, or that of the rendered synthetic images."""
+    return open_split(cfg.data_dir, cfg.train_split).meta if cfg.data_dir else RENDERED_META
 
 
 def render_split(split: str, n: int) -> dict:
@@ -40,56 +53,77 @@ def render_split(split: str, n: int) -> dict:
     return {"image": np.concatenate([p[0] for p in parts]), "label": np.concatenate([p[1] for p in parts]).astype(np.int32)}
 
 
-def class_names(cfg: TrainConfig) -> list[str]:
-    """The class names of the task's dataset: those of `data_dir`'s meta, or of the rendered shapes."""
-    return read_meta(cfg.data_dir)["class_names"] if cfg.data_dir else list(CLASS_NAMES)
-
-
-def encode_all(reader, encode: Callable[[np.ndarray], np.ndarray], chunk: int = CHUNK) -> dict:
-    """Every image of `reader` through `encode` once, in chunks of min(chunk, n) images (the last padded, so
-    one compiled shape): {'code': encode(images) stacked, 'label': (n,) int32}."""
-    n, codes, labels = len(reader), [], []
+def prepare_all(reader, prepare: Callable[[dict], dict], chunk: int = CHUNK) -> dict:
+    """Every record of `reader` through `prepare` once, in chunks of min(chunk, n) records (the last one
+    padded by repeating its last record, so one compiled shape): the fields prepare returns, stacked.
+    prepare: records {'image', 'label', ...} of one chunk -> {name: (chunk, ...) host array}."""
+    n, parts = len(reader), []
     chunk = max(1, min(chunk, n))
     for a in range(0, n, chunk):
-        part = reader.read(np.arange(a, min(a + chunk, n)))
-        images = np.concatenate([part["image"], np.repeat(part["image"][-1:], chunk - len(part["label"]), axis=0)])
-        codes.append(np.asarray(encode(images))[: len(part["label"])])
-        labels.append(part["label"])
-    return {"code": np.concatenate(codes), "label": np.concatenate(labels).astype(np.int32)}
+        records = reader.read(np.arange(a, min(a + chunk, n)))
+        got = len(records["image"])
+        padded = {k: np.concatenate([v, np.repeat(v[-1:], chunk - got, axis=0)]) for k, v in records.items()}
+        parts.append({k: np.asarray(v)[:got] for k, v in prepare(padded).items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def captions_of(records: dict, class_names) -> list[str]:
+    """The prompt of each record: its caption verbatim, or for a record without one (a class dataset:
+    no or an empty caption) its class name."""
+    labels = records["label"]
+    out = []
+    for caption, label in zip(records.get("caption", [""] * len(labels)), labels):
+        caption = str(caption)
+        if not caption.strip():
+            if not class_names:
+                raise ValueError("a record has no caption and the dataset's meta no class_names to stand in for it")
+            caption = class_names[int(label)]
+        out.append(caption)
+    return out
+
+
+def read_captions(reader, chunk: int = CHUNK) -> list[str]:
+    """`captions_of` every record of `reader`, in order."""
+    names = reader.meta.get("class_names")
+    return [c for a in range(0, len(reader), chunk)
+            for c in captions_of(reader.read(np.arange(a, min(a + chunk, len(reader)))), names)]
 
 
 class InMemory:
-    """The read(indices) interface of ImageReader over host arrays (rendered images, or their codes)."""
+    """The reader interface of `open_split` over host arrays (rendered images, or their codes)."""
 
-    def __init__(self, data: dict):
-        self.data = data
+    def __init__(self, data: dict, meta: Optional[dict] = None):
+        self.data, self.meta = data, meta if meta is not None else {}
 
     def __len__(self) -> int:
-        return len(self.data["label"])
+        return len(next(iter(self.data.values())))
 
     def read(self, indices: np.ndarray) -> dict:
         return {k: v[indices] for k, v in self.data.items()}
 
 
 class ImageSource:
-    """Batches {'image', 'label'}; with `encode`, {'code', 'label'}: every image encoded once up front
-    (e.g. tokenized by a frozen VQGAN), so that steps read codes instead of re-encoding images."""
+    """Batches {'image', 'label'}; with `prepare` (see `prepare_all`), the fields it makes of the records,
+    computed once up front for every record (e.g. codes of a frozen VQ tokenizer, token ids of captions),
+    so that steps read them instead of re-encoding images."""
 
-    def __init__(self, cfg: TrainConfig, mesh: Mesh, encode: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+    def __init__(self, cfg: TrainConfig, mesh: Mesh, prepare: Optional[Callable[[dict], dict]] = None):
         self.cfg, self.sharding = cfg, batch_sharding(mesh)
         n_val = cfg.val_batches * cfg.batch_size
         if cfg.data_dir:
-            self.train, self.val = ImageReader(cfg.data_dir, cfg.train_split), ImageReader(cfg.data_dir, cfg.val_split)
+            self.train, self.val = open_split(cfg.data_dir, cfg.train_split), open_split(cfg.data_dir, cfg.val_split)
         else:
-            self.train, self.val = InMemory(render_split("train", cfg.render_images)), InMemory(render_split("test", n_val))
-        if encode is not None:
-            self.train, self.val = InMemory(encode_all(self.train, encode)), InMemory(encode_all(self.val, encode))
+            self.train = InMemory(render_split("train", cfg.render_images), RENDERED_META)
+            self.val = InMemory(render_split("test", n_val), RENDERED_META)
+        self.fields = FIELDS
+        if prepare is not None:
+            self.train, self.val = (InMemory(prepare_all(r, prepare), r.meta) for r in (self.train, self.val))
+            self.fields = tuple(self.train.data)
         self.order = SampleOrder(len(self.train), cfg.seed)
         self.n_val = min(n_val, len(self.val))
 
     def _to_global(self, local: dict) -> dict:
-        return {k: v if v.dtype == object else jax.make_array_from_process_local_data(self.sharding, v)
-                for k, v in local.items()}
+        return {k: jax.make_array_from_process_local_data(self.sharding, local[k]) for k in self.fields}
 
     def batch(self, m: int) -> dict:
         idx = self.order.indices(m, self.cfg.batch_size, jax.process_index(), jax.process_count())

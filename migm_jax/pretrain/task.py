@@ -1,6 +1,7 @@
 """What the base-model tasks share: train state, the jitted train and validation steps, image batches.
 
-A subclass defines
+A subclass (constructed as Task(cfg, mesh, workdir); workdir None outside a run, e.g. in benchmarks)
+defines
   init_params(key) -> params                         the model's random init
   loss(params, batch, key) -> (loss, (metrics, aux))
   eval_metrics(params, batch) -> metrics             deterministic, for validation
@@ -46,8 +47,8 @@ def shared(task, name: str, build):
 
 
 class PretrainTask:
-    def __init__(self, cfg: TrainConfig, mesh: Mesh):
-        self.cfg, self.mesh = cfg, mesh
+    def __init__(self, cfg: TrainConfig, mesh: Mesh, workdir: Optional[str] = None):
+        self.cfg, self.mesh, self.workdir = cfg, mesh, workdir
         self.step_cfg = step_config(cfg)
         self.tx = make_optimizer(self.step_cfg)
 

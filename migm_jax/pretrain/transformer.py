@@ -15,13 +15,13 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from migm_jax.images import make_grid, minmax_uint8, save_png, unit_range
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
-from migm_jax.pretrain.images import ImageSource, class_names
-from migm_jax.pretrain.task import PretrainTask
+from migm_jax.pretrain.images import ImageSource, dataset_meta
+from migm_jax.pretrain.masking import arccos_mask, masked_cross_entropy
+from migm_jax.pretrain.task import PretrainTask, shared
 from migm_jax.sampling.maskgit import MaskGITModels, build_sampler, trajectory_sampling
 from migm_jax.training.config import ConfigError
 from migm_jax.weights import as_float32, cast_floating, load_weights, save_weights
@@ -29,16 +29,9 @@ from migm_jax.weights import as_float32, cast_floating, load_weights, save_weigh
 DEFAULTS = {"label_drop": 0.1, "label_smoothing": 0.1}
 
 
-def random_mask(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    """(b, n) bool: per image a ratio arccos(r)/(pi/2), r ~ U(0,1), each position masked with that probability."""
-    k_r, k_m = jax.random.split(key)
-    ratio = jnp.arccos(jax.random.uniform(k_r, (shape[0], 1))) / (jnp.pi / 2)
-    return jax.random.uniform(k_m, shape) < ratio
-
-
 class TransformerTask(PretrainTask):
-    def __init__(self, cfg, mesh):
-        super().__init__(cfg, mesh)
+    def __init__(self, cfg, mesh, workdir=None):
+        super().__init__(cfg, mesh, workdir)
         family, configs, params = load_weights(cfg.tokenizer)
         if "vqgan" not in configs:
             raise ConfigError(f"tokenizer {cfg.tokenizer} holds no VQGAN ({', '.join(configs)}); "
@@ -66,8 +59,10 @@ class TransformerTask(PretrainTask):
     @functools.cached_property
     def source(self) -> ImageSource:
         """Batches of codes: the images tokenized once by the frozen VQGAN."""
-        encode = jax.jit(lambda x: self.vq.apply({"params": self.vq_params}, unit_range(x), method=VQGAN.encode))
-        return ImageSource(self.cfg, self.mesh, encode)
+        encode = shared(self, "encode", lambda: jax.jit(
+            lambda p, x: self.vq.apply({"params": p}, unit_range(x), method=VQGAN.encode)))
+        return ImageSource(self.cfg, self.mesh,
+                           lambda records: {"code": encode(self.vq_params, records["image"]), "label": records["label"]})
 
     def init_params(self, key):
         g = self.tcfg.grid
@@ -79,17 +74,12 @@ class TransformerTask(PretrainTask):
         b = codes.shape[0]
         flat = codes.reshape(b, -1)
         k_mask, k_drop = jax.random.split(key)
-        mask = random_mask(k_mask, flat.shape)
+        mask = arccos_mask(k_mask, flat.shape)
         drop = jax.random.uniform(k_drop, (b,)) < label_drop
         masked = jnp.where(mask, self.tcfg.mask_id, flat).reshape(codes.shape)
         logits, _ = self.module.apply({"params": params}, masked, batch["label"], drop)
-        k = self.tcfg.codebook_size
-        target = optax.smooth_labels(jax.nn.one_hot(flat, k), self.obj["label_smoothing"])
-        ce = optax.softmax_cross_entropy(logits, target)
-        weight = mask.astype(jnp.float32)
-        loss = jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1.0)
-        acc = jnp.sum((jnp.argmax(logits, -1) == flat) * weight) / jnp.maximum(jnp.sum(weight), 1.0)
-        return loss, {"loss": loss, "masked_acc": acc, "mask_ratio": jnp.mean(weight)}
+        loss, acc = masked_cross_entropy(logits, flat, mask, self.obj["label_smoothing"])
+        return loss, {"loss": loss, "masked_acc": acc, "mask_ratio": jnp.mean(mask.astype(jnp.float32))}
 
     def loss(self, params, batch, key):
         loss, metrics = self._loss(params, batch, key, self.obj["label_drop"])
@@ -114,7 +104,7 @@ class TransformerTask(PretrainTask):
         """<out_dir>/weights: transformer + the tokenizer's VQGAN (+ the class names), a MaskGIT weights dir."""
         weights = os.path.join(out_dir, "weights")
         configs = {"transformer": self.tcfg.to_dict(), "vqgan": self.vcfg.to_dict(),
-                   "classes": {"names": class_names(self.cfg)}}
+                   "classes": {"names": list(dataset_meta(self.cfg)["class_names"])}}
         params = {"transformer": jax.device_get(state.ema), "vqgan": self.vq_params}
         save_weights(weights, "maskgit", configs, cast_floating(params, self.cfg.export_dtype))
         return {"weights": weights}

@@ -82,6 +82,12 @@ class DiMOOSampling:
         return dimoo_step_kinds(self.mode, self.steps, self.budget, self.warmup_ratio, self.refresh_interval)
 
 
+def trajectory_sampling(settings: dict) -> DiMOOSampling:
+    """The vanilla sampler of a training config's `sampling` dict; a 'budget' in it is the recommended
+    budget of shortcut sampling (what sample.py uses by default), not part of the trajectories."""
+    return DiMOOSampling(**{**{k: v for k, v in settings.items() if k != "budget"}, "mode": "vanilla"})
+
+
 @dataclasses.dataclass(frozen=True)
 class DiMOOModels:
     """The modules of one DiMOO-Shortcut pipeline (shortcut / vq may be None)."""

@@ -17,9 +17,12 @@ from typing import Any, Optional, Sequence
 
 FAMILIES = ("maskgit", "dimoo")
 # What a run trains: the shortcut of a base model (default), or one of the base models themselves
-# from scratch on the synthetic dataset (migm_jax.pretrain): tokenizer, masked transformer, the
-# feature classifier of the quality metric.
-TASKS = ("shortcut", "vqgan", "transformer", "classifier")
+# from scratch on an image dataset (migm_jax.pretrain): per family its image tokenizer and its masked
+# base model (MaskGIT: vqgan, transformer; DiMOO: vqmodel, text_to_image), and the feature classifier of
+# the quality metric (either family).
+TASKS = ("shortcut", "vqgan", "transformer", "vqmodel", "text_to_image", "classifier")
+TASK_FAMILIES = {"vqgan": ("maskgit",), "transformer": ("maskgit",), "vqmodel": ("dimoo",),
+                 "text_to_image": ("dimoo",), "classifier": FAMILIES}
 
 
 class ConfigError(ValueError):
@@ -32,9 +35,10 @@ class TrainConfig:
 
     family: str = "maskgit"
     task: str = "shortcut"
-    # Base-model tasks: `model` = the module config's fields (VQGANConfig, MaskTransformerConfig,
-    # ClassifierConfig); `objective` = the task's loss settings (see migm_jax/pretrain/<task>.py);
-    # tokenizer = weights dir of a trained VQGAN (transformer task: encodes the images, decodes previews).
+    # Base-model tasks: `model` = the module config's fields (VQGANConfig, VQModelConfig, MaskTransformerConfig,
+    # LLaDAConfig, ClassifierConfig); `objective` = the task's loss settings (see migm_jax/pretrain/<task>.py);
+    # tokenizer = weights dir of a trained VQ model (transformer: a VQGAN, text_to_image: a VQModel; it
+    # encodes the images once and decodes previews).
     model: dict = dataclasses.field(default_factory=dict)
     objective: dict = dataclasses.field(default_factory=dict)
     tokenizer: Optional[str] = None
@@ -104,10 +108,17 @@ class TrainConfig:
             need(self.teacher_weights is not None or bool(self.teacher),
                  "set teacher_weights (a converted weights dir) or teacher (a random teacher's module config)")
         else:
-            need(self.family == "maskgit", f"task {self.task} trains a MaskGIT-family model; family must be maskgit")
+            families = TASK_FAMILIES[self.task]
+            need(self.family in families, f"task {self.task} trains a model of family {' or '.join(families)}, "
+                                          f"got family {self.family!r}")
             need(bool(self.model), f"task {self.task} needs model (the module config's fields)")
         need(self.task != "transformer" or self.tokenizer is not None,
              "task transformer needs tokenizer (the weights dir of a trained VQGAN: train.py --export of a vqgan run)")
+        need(self.task != "text_to_image" or self.tokenizer is not None,
+             "task text_to_image needs tokenizer (the weights dir of a trained VQModel: train.py --export of a "
+             "vqmodel run)")
+        need(self.task != "text_to_image" or self.data_dir is not None,
+             "task text_to_image needs data_dir (an image dataset with captions, e.g. python -m migm_jax.data emoji)")
         need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         need(self.render_images >= 1, f"render_images must be >= 1, got {self.render_images}")
         for name in ("batch_size", "accum_steps", "online_images", "online_reuse", "val_images", "val_batches",

@@ -27,12 +27,13 @@ from migm_jax.training.metrics import MetricsLog
 from migm_jax.training.shortcut_task import ShortcutTask, build_family  # noqa: F401  build_family: public API
 
 
-def build_task(cfg: TrainConfig, mesh):
-    """The task object `train` drives (see shortcut_task.py for the methods every task offers)."""
+def build_task(cfg: TrainConfig, mesh, workdir: Optional[str] = None):
+    """The task object `train` drives (see shortcut_task.py for the methods every task offers); `workdir`:
+    the run's folder (a base-model task may keep files there, e.g. the text tokenizer it builds)."""
     if cfg.task == "shortcut":
         return ShortcutTask(cfg, mesh)
     from migm_jax.pretrain import build_pretrain_task
-    return build_pretrain_task(cfg, mesh)
+    return build_pretrain_task(cfg, mesh, workdir)
 
 
 def check_workdir(workdir: str) -> None:
@@ -85,7 +86,7 @@ def setup(cfg: TrainConfig, workdir: str) -> Run:
         checkpoints.close()
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {shards} batch shards "
                           f"and {jax.process_count()} processes")
-    task = build_task(cfg, mesh)
+    task = build_task(cfg, mesh, workdir)
     abstract, state_sharding = task.state_layout()
     restored = checkpoints.restore(abstract_like(abstract, state_sharding))
     if restored is None:
