@@ -138,10 +138,10 @@ def test_cli_grid_and_errors(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("usage: python -m migm_jax.data shapes")
 
 
-def test_training_batches_of_a_written_split_keep_captions_on_the_host(written):
+def test_training_batches_of_a_written_split_hold_its_images_and_meta(written):
     import jax
 
-    from migm_jax.pretrain.images import ImageSource, class_names
+    from migm_jax.pretrain.images import ImageSource, dataset_meta
     from migm_jax.sharding import make_mesh
     from migm_jax.training.config import TrainConfig
 
@@ -149,5 +149,5 @@ def test_training_batches_of_a_written_split_keep_captions_on_the_host(written):
     source = ImageSource(cfg, make_mesh(devices=jax.devices()[:1]))
     batch = source.batch(0)
     np.testing.assert_array_equal(np.asarray(batch["image"]), render_batch(source.order.indices(0, 4), "train")[0])
-    assert isinstance(batch["caption"], np.ndarray) and batch["caption"].tolist() == [""] * 4
-    assert class_names(cfg) == list(CLASS_NAMES) == class_names(TrainConfig())
+    assert set(batch) == {"image", "label"}
+    assert dataset_meta(cfg)["class_names"] == list(CLASS_NAMES) == dataset_meta(TrainConfig())["class_names"]
