@@ -1,4 +1,4 @@
-"""Text-to-image demo, part 2: the teacher, the ported LLaDA (8 x 256) trained from scratch on the emoji
+"""Text-to-image demo, part 2: the teacher, the ported LLaDA (12 x 192) trained from scratch on the emoji
 codes of part 1's VQModel given their captions, in the DiMOO sampler's sequence layout; its word-level text
 tokenizer is built from the train captions (kept in the workdir and the export). 6.8-7.8 M params for a
 text vocabulary of 2,000-4,000 words (13.6-15.6 MB in bfloat16; the head and wte are untied).
@@ -17,7 +17,7 @@ def get_config() -> TrainConfig:
     return TrainConfig(
         family="dimoo",
         task="text_to_image",
-        model={"d_model": 256, "n_layers": 8, "n_heads": 8, "n_kv_heads": 8, "mlp_hidden_size": 512},
+        model={"d_model": 192, "n_layers": 12, "n_heads": 6, "n_kv_heads": 6, "mlp_hidden_size": 512},
         tokenizer="runs/emoji_vq/export/weights",
         objective={"label_drop": 0.1, "style_drop": 0.3},
         sampling=SAMPLING,  # the previews' sampler and the export's recommended settings (not used in training)
