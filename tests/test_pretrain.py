@@ -106,11 +106,12 @@ def test_transformer_then_shortcut_export_samples(teacher, tmp_path):
     assert w > 2 * 2 * 64 and h > 2 * 2 * 64  # two columns, two rows (vanilla N=4, shortcut B=2) of 2x images
 
 
-# The DiMOO family: VQModel tokenizer -> text-to-image LLaDA, on a tiny captioned dataset in memory (16x16
-# "emoji" in two styles) fed through the one function every task reads datasets with.
+# The DiMOO family: VQModel tokenizer -> text-to-image LLaDA, on a tiny captioned dataset in memory (8x8
+# "emoji" in two styles) fed through the one function every task reads datasets with. The VQModel has one
+# level (f = 1: 8x8 codes; the least to compile); the configs' f = 4 is a setting of the same code.
 EMOJI_NAMES = ["red circle", "green square", "blue circle", "yellow square", "red square", "green circle",
                "blue square", "yellow circle"]
-EMOJI = ["model.block_out_channels=(8, 8, 16)", "model.norm_num_groups=8", "model.latent_channels=8",
+EMOJI = ["model.block_out_channels=(8,)", "model.norm_num_groups=8", "model.latent_channels=8",
          "model.vq_embed_dim=4", "model.num_vq_embeddings=32"]
 TEXT_TO_IMAGE = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.n_kv_heads=2",
                  "model.mlp_hidden_size=64", "sampling.steps=4", "lr=3e-3", "attention_impl=None"]
@@ -124,19 +125,19 @@ def emoji_split(split):
     pairs = [("twemoji", i) for i in range(len(EMOJI_NAMES))] + [("noto", i) for i in range(half)]
     if split == "heldout":
         pairs = [("noto", i) for i in range(half, len(EMOJI_NAMES))]
-    yy, xx = np.mgrid[:16, :16]
+    yy, xx = np.mgrid[:8, :8]
     images, labels, captions = [], [], []
     for style, i in pairs:
         color, shape = EMOJI_NAMES[i].split()
-        inside = (np.hypot(yy - 7.5, xx - 7.5) < 6) if shape == "circle" else (abs(yy - 7.5) < 5) & (abs(xx - 7.5) < 5)
-        img = np.full((16, 16, 3), 255, np.uint8)
+        inside = (np.hypot(yy - 3.5, xx - 3.5) < 3) if shape == "circle" else (abs(yy - 3.5) < 2.5) & (abs(xx - 3.5) < 2.5)
+        img = np.full((8, 8, 3), 255, np.uint8)
         img[inside] = colors[color]
         if style == "noto":
             img[inside & ~np.roll(inside, 1, 0) | inside & ~np.roll(inside, 1, 1)] = 0
         images.append(img)
         labels.append(i)
         captions.append(f"{style} {EMOJI_NAMES[i]}")
-    meta = {"resolution": 16, "class_names": EMOJI_NAMES, "caption_styles": ["twemoji", "noto"]}
+    meta = {"resolution": 8, "class_names": EMOJI_NAMES, "caption_styles": ["twemoji", "noto"]}
     data = {"image": np.stack(images), "label": np.asarray(labels, np.int32), "caption": np.asarray(captions, object)}
     return data, meta
 
@@ -178,7 +179,7 @@ def test_vqmodel_export_is_a_dimoo_tokenizer(vq_tokenizer):
     from migm_jax.weights import load_weights
 
     family, configs, params = load_weights(vq_tokenizer)
-    assert family == "dimoo" and set(configs) == {"vq"} and configs["vq"]["block_out_channels"] == [8, 8, 16]
+    assert family == "dimoo" and set(configs) == {"vq"} and configs["vq"]["block_out_channels"] == [8]
     assert params["vq"]["quantize"]["embedding"]["embedding"].dtype.name == "bfloat16"
 
 
@@ -205,7 +206,7 @@ def test_text_to_image_sequences_are_the_samplers(emoji_dir, emoji_teacher):
     assert "[UNK]" not in tok.convert_ids_to_tokens(tok(caption)["input_ids"])
     want = {}
     for name, text in (("full", caption), ("short", "red circle")):
-        seq = build_sequences(tok, [text], 16, 16, layout, vae_scale=4)
+        seq = build_sequences(tok, [text], 8, 8, layout, vae_scale=1)
         want[name] = np.asarray(seq.cond_ids[0]), int(seq.prompt_len[0])
     want["uncond"] = np.asarray(seq.uncond_ids[0]), int(seq.uncond_len[0])
     batch = jax.tree.map(jax.numpy.asarray, task.source.train.read(np.arange(4)))
@@ -214,7 +215,7 @@ def test_text_to_image_sequences_are_the_samplers(emoji_dir, emoji_teacher):
         ids, lengths, cols, codes, mask = jax.device_get(sequences(batch, jax.random.PRNGKey(0), *drops))
         (expect, plen), got = want[name], ids[0].copy()
         assert lengths[0] == len(expect) and mask[0].any()
-        np.testing.assert_array_equal(cols[0], plen + image_offsets((4, 4)))
+        np.testing.assert_array_equal(cols[0], plen + image_offsets((8, 8)))
         np.testing.assert_array_equal(got[cols[0]], np.where(mask[0], layout.mask, codes[0] + layout.text_vocab_size))
         got[cols[0]] = layout.mask
         np.testing.assert_array_equal(got[:len(expect)], expect)
@@ -222,7 +223,7 @@ def test_text_to_image_sequences_are_the_samplers(emoji_dir, emoji_teacher):
 
 
 def test_text_to_image_export_samples_and_teaches_a_shortcut(emoji_dir, emoji_teacher, tmp_path):
-    """sample.py draws from the teacher's export (a DiMOO weights dir with tokenizer, f = 4), and the DiMOO
+    """sample.py draws from the teacher's export (a DiMOO weights dir with tokenizer, f = 1), and the DiMOO
     shortcut training takes it as its teacher with prompts from a file."""
     from PIL import Image
 
@@ -232,16 +233,16 @@ def test_text_to_image_export_samples_and_teaches_a_shortcut(emoji_dir, emoji_te
     cfg, weights, tmp = emoji_teacher
     assert os.path.isfile(tmp / "straight" / "samples" / "step_0000004.png")
     out = tmp_path / "grid.png"
-    assert sample.main(["--weights", weights, "--prompt", "noto red square", "blue circle", "--height", "16",
-                        "--width", "16", "--steps", "4", "--dtype", "float32", "--out", str(out)]) == 0
-    assert Image.open(out).size == (2 * 18 + 2, 18 + 2)
+    assert sample.main(["--weights", weights, "--prompt", "noto red square", "blue circle", "--height", "8",
+                        "--width", "8", "--steps", "4", "--dtype", "float32", "--out", str(out)]) == 0
+    assert Image.open(out).size == (2 * 10 + 2, 10 + 2)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("twemoji red circle\ngreen square\n")
     shortcut = load_config(os.path.join(ROOT, "configs", "emoji_shortcut.py"),
-                           [f"teacher_weights={weights!r}", f"teacher.prompts={str(prompts)!r}", "teacher.grid=[4, 4]",
+                           [f"teacher_weights={weights!r}", f"teacher.prompts={str(prompts)!r}", "teacher.grid=[8, 8]",
                             "sampling.steps=4", "sampling.budget=2"])
     family, teacher, _, configs, _ = build_family(shortcut)
-    assert family.grid == (4, 4) and family.llada.d_model == 32 and set(configs) >= {"llada", "layout", "vq"}
+    assert family.grid == (8, 8) and family.llada.d_model == 32 and set(configs) >= {"llada", "layout", "vq"}
     assert len(family.prompt_ids) == 2 and family.sampling.steps == 4 and family.sampling.mode == "vanilla"
 
 
