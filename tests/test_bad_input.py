@@ -151,7 +151,9 @@ def test_weights_dir_write_leaves_nothing_after_an_error(tmp_path, monkeypatch):
 # -- arguments and settings -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--steps", "0"], "--steps must be a positive number of steps, got 0"),
+    (["--steps", "1"], "--steps must be >= 2, got 1"),
+    (["--seed", "99999999999999999999"], "--seed must be in 0..4294967295 (JAX random keys hold 32 bits)"),
+    (["--seed", "-1"], "--seed must be in 0..4294967295"),
     (["--cfg", "nan"], "--cfg must be a finite number, got nan"),
     (["--cfg", "inf"], "--cfg must be a finite number, got inf"),
     (["--tensor", "0"], "--tensor must be a number of devices >= 1, got 0"),
@@ -377,7 +379,7 @@ def test_help_keeps_the_examples_line_breaks(cli):
                        (["train.py"], "  python train.py --config configs/smoke.py --workdir /tmp/smoke --set total_steps=20")]:
         code, _, out = cli(*argv, "--help")
         assert code == 0 and line in out.splitlines(), out
-    assert "random seed (default 1)" in cli("sample.py", "--help")[2]
+    assert "random seed, 0..2^32-1 (default 1)" in cli("sample.py", "--help")[2]
 
 
 # -- training checkpoints -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The embedded demo model (migm_jax/assets/demo): the default `sample.py` (no arguments) writes its
+"""The embedded MaskGIT demo model (migm_jax/assets/demo/maskgit): `sample.py --demo-model maskgit` writes its
 labelled grid into an empty directory and nothing else, and its vanilla images are mostly of the requested
 class by the demo's feature classifier; the shipped weights are trained (held-out images: the VQGAN
 reconstructs them, the transformer predicts their masked codes far above chance)."""
@@ -21,7 +21,7 @@ from migm_jax.synthetic.render import render_batch
 from migm_jax.weights import as_float32, load_weights
 
 
-def test_default_sample_py_writes_one_labelled_grid_of_both_modes(tmp_path, monkeypatch, capsys):
+def test_maskgit_demo_writes_one_labelled_grid_of_both_modes(tmp_path, monkeypatch, capsys):
     drawn = []  # (sampling, labels, images) of every generate() call the CLI makes
 
     def spy(models, params, sampling, labels, *rest):
@@ -32,7 +32,7 @@ def test_default_sample_py_writes_one_labelled_grid_of_both_modes(tmp_path, monk
     real = maskgit.generate
     monkeypatch.setattr(maskgit, "generate", spy)
     monkeypatch.chdir(tmp_path)
-    assert sample.main([]) == 0
+    assert sample.main(["--demo-model", "maskgit"]) == 0
     out = capsys.readouterr().out
     assert "vanilla N=16 (16 base-model steps): compile" in out and "shortcut N=16 B=8 (8 base-model steps): compile" in out
     assert [p.name for p in tmp_path.iterdir()] == ["samples.png"]

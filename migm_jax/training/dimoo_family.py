@@ -27,7 +27,7 @@ from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDA, LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import (DiMOOModels, DiMOOSampling, build_sampler, gumbel_max_sample, mask_by_random_topk,
-                                     sample_dimoo)
+                                     sample_dimoo, trajectory_sampling)
 from migm_jax.sampling.dimoo_prompts import PromptBatch, TokenLayout, load_tokenizer, prompt_strings, region_length
 from migm_jax.sampling.schedules import dimoo_keep_n
 from migm_jax.training.config import ConfigError, TrainConfig
@@ -196,7 +196,8 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
     'prompts' (a text file, one prompt per line, tokenized with the weights dir's tokenizer) or
     'prompt_ids' + 'uncond_ids' (token id lists), 'prompt_lines' [start, stop] (draw only from these
     prompts, e.g. a validation slice), and 'seq_len' (default: the longest sequence).
-    cfg.shortcut: n_block, bottleneck_ratio, embed_t. cfg.sampling: DiMOOSampling fields.
+    cfg.shortcut: n_block, bottleneck_ratio, embed_t. cfg.sampling: DiMOOSampling fields, plus sample.py's
+    defaults (`trajectory_sampling`).
     """
     try:
         if cfg.teacher_weights:
@@ -211,7 +212,7 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
             configs = {"llada": lcfg.to_dict(), "layout": layout.to_dict()}
             params = {"llada": random_teacher(lcfg)(jax.random.PRNGKey(cfg.seed + 1))}
         scfg = DiMOOShortcutConfig.from_llada(lcfg, **cfg.shortcut)
-        sampling = DiMOOSampling(**{**cfg.sampling, "mode": "vanilla"})
+        sampling = trajectory_sampling(cfg.sampling)
         sampling.validate()
     except (TypeError, ValueError, KeyError, OSError) as e:
         raise ConfigError(f"dimoo teacher/shortcut/sampling: {e}") from None
