@@ -39,9 +39,9 @@ def shown_defaults(argv) -> tuple[str, Optional[str], Optional[dict]]:
     config cannot be read (the run reports why)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--weights")
-    pre.add_argument("--demo-model", choices=list(DEMOS))
+    pre.add_argument("--demo-model")
     known, _ = pre.parse_known_args(argv)
-    weights = weights_of(known.weights, known.demo_model)
+    weights = weights_of(known.weights, known.demo_model if known.demo_model in DEMOS else None)  # the parser reports a bad one
     if weights is None:
         return "Defaults shown: those of the random MaskGIT model (the original's).", maskgit.FAMILY, maskgit.defaults({})
     try:

@@ -266,6 +266,16 @@ def _case_prompt_dir(tmp_path):
             f"--prompt-file {tmp_path} is a directory, not a file")
 
 
+def _case_empty_prompt_file(tmp_path):
+    import argparse
+
+    from migm_jax.apps.dimoo import prompts_from_args
+
+    (tmp_path / "p.txt").write_text("\n  \n")
+    return ((prompts_from_args, argparse.Namespace(prompt=None, prompt_file=str(tmp_path / "p.txt")), ["a cat"]),
+            f"--prompt-file {tmp_path}/p.txt holds no prompt (no line with text)")
+
+
 def _case_vit_dir(tmp_path):
     return (("convert_weights.py", "maskgit", "--vit", str(tmp_path), "--vqgan-dir", fixture_path("taming_vqgan"),
              "--out", str(tmp_path / "w")), f"{tmp_path} is a directory; give the checkpoint file")
@@ -291,7 +301,8 @@ def _case_workdir(tmp_path):
 
 
 @pytest.mark.parametrize("case", [_case_weights_config, _case_llada_config, _case_safetensors_index,
-                                  _case_truncated_shard, _case_prompt_file, _case_prompt_dir, _case_vit_dir,
+                                  _case_truncated_shard, _case_prompt_file, _case_prompt_dir,
+                                  _case_empty_prompt_file, _case_vit_dir,
                                   _case_config_dir, _case_export_folder, _case_workdir])
 def test_bad_files_are_named_in_one_line(cli, tmp_path, case):
     call, msg = case(tmp_path)
