@@ -8,6 +8,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from PIL import Image
 
 import sample
@@ -80,3 +81,17 @@ def test_embedded_weights_fit_the_repository_cap():
     root = os.path.dirname(DEMO_MASKGIT)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
     assert total <= 20_000_000, f"{total / 1e6:.1f} MB under {root}"  # README: 17 MB
+
+
+def test_shortcut_mode_takes_the_weights_budget_and_help_shows_their_settings(capsys):
+    from migm_jax.weights import read_config
+
+    args = sample.parse_args(["--demo-model", "maskgit", "--mode", "shortcut"])
+    s = maskgit.sampling_from_args(args, "shortcut", read_config(DEMO_MASKGIT)[1])
+    assert (s.steps, s.budget, s.cfg_w, s.r_temp) == (16, 8, 4.0, 4.5)  # not "needs --budget"
+    with pytest.raises(SystemExit):
+        sample.parse_args(["--demo-model", "maskgit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ["number of steps N (default 16)", "2..N (default 8)", "guidance weight (default 4.0)",
+                  "randomisation (default 4.5)"]:
+        assert shown in text, shown
