@@ -67,19 +67,24 @@ def make_grid(images: np.ndarray, nrow: int = 5, padding: int = 2) -> np.ndarray
 def labelled_grid(rows: list[np.ndarray], row_names: list[str], column_names: list[str], scale: int = 2,
                   padding: int = 2) -> np.ndarray:
     """One row of images per entry of `rows` (each (n,H,W,3) uint8, same n), each image enlarged
-    `scale` times (nearest), a name above each column and above each row -> (H', W', 3) uint8."""
+    `scale` times (nearest), a name above each column (wrapped at spaces to the column's width, e.g. a
+    prompt) and above each row -> (H', W', 3) uint8."""
     from PIL import ImageDraw, ImageFont
 
     font = ImageFont.load_default()
     n, h, w = rows[0].shape[:3]
     h, w, text = h * scale, w * scale, 14
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    headers = [wrap_words(name, lambda t: measure.textlength(t, font=font), w - 2) for name in column_names]
+    top = text * max([len(lines) for lines in headers] + [1])
     width = n * (w + padding) + padding
-    height = text + sum(text + h + padding for _ in rows) + padding
+    height = top + sum(text + h + padding for _ in rows) + padding
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    for j, name in enumerate(column_names):
-        draw.text((padding + j * (w + padding) + 2, 1), name, fill="black", font=font)
-    y = text
+    for j, lines in enumerate(headers):
+        for k, line in enumerate(lines):
+            draw.text((padding + j * (w + padding) + 2, 1 + k * text), line, fill="black", font=font)
+    y = top
     for images, name in zip(rows, row_names):
         draw.text((padding + 2, y + 1), name, fill="black", font=font)
         y += text
@@ -88,6 +93,18 @@ def labelled_grid(rows: list[np.ndarray], row_names: list[str], column_names: li
             canvas.paste(big, (padding + j * (w + padding), y))
         y += h + padding
     return np.asarray(canvas)
+
+
+def wrap_words(text: str, length, limit: float) -> list[str]:
+    """`text` in lines of whole words whose `length(line)` stays within `limit` (a longer word gets a line
+    of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and length(lines[-1] + " " + word) <= limit:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
 
 
 def save_labelled_grid(rows: list[np.ndarray], row_names: list[str], column_names: list[str], out: str,

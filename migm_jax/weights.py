@@ -1,5 +1,5 @@
 """A converted-weights directory: `config.json` (model family + module configs), `params/` (orbax) and,
-for DiMOO, `tokenizer/`.
+for DiMOO, `tokenizer/` (and optionally `prompts.txt`, the prompts it was trained on).
 
 Written by `convert_weights.py` and by training export, read by `sample.py`.
 """
@@ -26,6 +26,7 @@ from migm_jax.files import read_json, write_files_atomically
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
 TOKENIZER_DIR = "tokenizer"  # DiMOO: the tokenizer files
+PROMPTS_FILE = "prompts.txt"  # DiMOO, optional: the prompts the model knows (trained on), one per line
 REMAKE = "re-run convert_weights.py, or train.py --export for an exported shortcut"
 
 

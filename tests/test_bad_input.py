@@ -151,7 +151,9 @@ def test_weights_dir_write_leaves_nothing_after_an_error(tmp_path, monkeypatch):
 # -- arguments and settings -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--steps", "0"], "--steps must be a positive number of steps, got 0"),
+    (["--steps", "1"], "--steps must be >= 2, got 1"),
+    (["--seed", "99999999999999999999"], "--seed must be in 0..4294967295 (JAX random keys hold 32 bits)"),
+    (["--seed", "-1"], "--seed must be in 0..4294967295"),
     (["--cfg", "nan"], "--cfg must be a finite number, got nan"),
     (["--cfg", "inf"], "--cfg must be a finite number, got inf"),
     (["--tensor", "0"], "--tensor must be a number of devices >= 1, got 0"),
@@ -264,6 +266,16 @@ def _case_prompt_dir(tmp_path):
             f"--prompt-file {tmp_path} is a directory, not a file")
 
 
+def _case_empty_prompt_file(tmp_path):
+    import argparse
+
+    from migm_jax.apps.dimoo import prompts_from_args
+
+    (tmp_path / "p.txt").write_text("\n  \n")
+    return ((prompts_from_args, argparse.Namespace(prompt=None, prompt_file=str(tmp_path / "p.txt")), ["a cat"]),
+            f"--prompt-file {tmp_path}/p.txt holds no prompt (no line with text)")
+
+
 def _case_vit_dir(tmp_path):
     return (("convert_weights.py", "maskgit", "--vit", str(tmp_path), "--vqgan-dir", fixture_path("taming_vqgan"),
              "--out", str(tmp_path / "w")), f"{tmp_path} is a directory; give the checkpoint file")
@@ -289,7 +301,8 @@ def _case_workdir(tmp_path):
 
 
 @pytest.mark.parametrize("case", [_case_weights_config, _case_llada_config, _case_safetensors_index,
-                                  _case_truncated_shard, _case_prompt_file, _case_prompt_dir, _case_vit_dir,
+                                  _case_truncated_shard, _case_prompt_file, _case_prompt_dir,
+                                  _case_empty_prompt_file, _case_vit_dir,
                                   _case_config_dir, _case_export_folder, _case_workdir])
 def test_bad_files_are_named_in_one_line(cli, tmp_path, case):
     call, msg = case(tmp_path)
@@ -377,7 +390,7 @@ def test_help_keeps_the_examples_line_breaks(cli):
                        (["train.py"], "  python train.py --config configs/smoke.py --workdir /tmp/smoke --set total_steps=20")]:
         code, _, out = cli(*argv, "--help")
         assert code == 0 and line in out.splitlines(), out
-    assert "random seed (default 1)" in cli("sample.py", "--help")[2]
+    assert "random seed, 0..2^32-1 (default 1)" in cli("sample.py", "--help")[2]
 
 
 # -- training checkpoints -----------------------------------------------------------------------------------------------

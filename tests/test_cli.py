@@ -21,10 +21,9 @@ def run_cli(*args):
 
 @pytest.mark.parametrize("args,msg", [
     (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8", "--budget", "9"], r"--budget must be in 2..steps (8)"),
-    (["--weights", "no/such/dir", "--mode", "shortcut", "--steps", "8"], "mode shortcut needs --budget B"),
     (["--weights", "no/such/dir", "--mode", "vanilla", "--steps", "8", "--budget", "4"], "--budget applies to modes shortcut and reuse, not vanilla"),
     (["--weights", "no/such/dir"], "no converted weights at no/such/dir"),
-    (["--weights", "no/such/dir", "--demo"], "--demo (a random model) and --weights exclude each other"),
+    (["--weights", "no/such/dir", "--demo-model", "random"], "--demo-model (an embedded model) and --weights exclude each other"),
 ])
 def test_sample_errors_are_one_line(args, msg):
     code, out, err = run_cli("sample.py", *args)
@@ -63,6 +62,8 @@ def test_saved_weights_sample_and_bad_label(tmp_path):
     code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a cat", "--height", "512")
     assert code != 0 and len(err.strip().splitlines()) == 1
     assert "--prompt, --height are options of dimoo models, but these weights are maskgit" in err
+    code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--mode", "shortcut", "--steps", "6")
+    assert code != 0 and "mode shortcut needs --budget B" in err  # these weights recommend no budget
     png = tmp_path / "s.png"
     code, out, err = run_cli("sample.py", "--weights", str(tmp_path / "w"), "--labels", "3", "9", "--mode", "shortcut",
                              "--steps", "6", "--budget", "3", "--out", str(png), "--save-each", "--dtype", "float32")
@@ -80,4 +81,4 @@ def test_sample_args_collect_every_prompt_and_pick_attention(monkeypatch):
     args = sample.parse_args(["--weights", "w", "--prompt", "a cat", "--prompt", "a dog", "a cow", "--prompts-file", "p.txt"])
     assert args.prompt == ["a cat", "a dog", "a cow"] and args.prompt_file == "p.txt"
     assert args.attention is None  # auto on CPU: the exact path
-    assert sample.parse_args(["--demo", "--attention", "xla"]).attention == "xla"
+    assert sample.parse_args(["--demo-model", "random", "--attention", "xla"]).attention == "xla"

@@ -1,4 +1,4 @@
-"""The embedded demo model (migm_jax/assets/demo): the default `sample.py` (no arguments) writes its
+"""The embedded MaskGIT demo model (migm_jax/assets/demo/maskgit): `sample.py --demo-model maskgit` writes its
 labelled grid into an empty directory and nothing else, and its vanilla images are mostly of the requested
 class by the demo's feature classifier; the shipped weights are trained (held-out images: the VQGAN
 reconstructs them, the transformer predicts their masked codes far above chance)."""
@@ -8,6 +8,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from PIL import Image
 
 import sample
@@ -21,7 +22,7 @@ from migm_jax.data.shapes import render_batch
 from migm_jax.weights import as_float32, load_weights
 
 
-def test_default_sample_py_writes_one_labelled_grid_of_both_modes(tmp_path, monkeypatch, capsys):
+def test_maskgit_demo_writes_one_labelled_grid_of_both_modes(tmp_path, monkeypatch, capsys):
     drawn = []  # (sampling, labels, images) of every generate() call the CLI makes
 
     def spy(models, params, sampling, labels, *rest):
@@ -32,7 +33,7 @@ def test_default_sample_py_writes_one_labelled_grid_of_both_modes(tmp_path, monk
     real = maskgit.generate
     monkeypatch.setattr(maskgit, "generate", spy)
     monkeypatch.chdir(tmp_path)
-    assert sample.main([]) == 0
+    assert sample.main(["--demo-model", "maskgit"]) == 0
     out = capsys.readouterr().out
     assert "vanilla N=16 (16 base-model steps): compile" in out and "shortcut N=16 B=8 (8 base-model steps): compile" in out
     assert [p.name for p in tmp_path.iterdir()] == ["samples.png"]
@@ -80,3 +81,17 @@ def test_embedded_weights_fit_the_repository_cap():
     root = os.path.dirname(DEMO_MASKGIT)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
     assert total <= 20_000_000, f"{total / 1e6:.1f} MB under {root}"  # README: 17 MB
+
+
+def test_shortcut_mode_takes_the_weights_budget_and_help_shows_their_settings(capsys):
+    from migm_jax.weights import read_config
+
+    args = sample.parse_args(["--demo-model", "maskgit", "--mode", "shortcut"])
+    s = maskgit.sampling_from_args(args, "shortcut", read_config(DEMO_MASKGIT)[1])
+    assert (s.steps, s.budget, s.cfg_w, s.r_temp) == (16, 8, 4.0, 4.5)  # not "needs --budget"
+    with pytest.raises(SystemExit):
+        sample.parse_args(["--demo-model", "maskgit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ["number of steps N (default 16)", "2..N (default 8)", "guidance weight (default 4.0)",
+                  "randomisation (default 4.5)"]:
+        assert shown in text, shown

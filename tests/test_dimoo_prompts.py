@@ -153,6 +153,9 @@ def weights_without_params(tmp_path, tokenizer):
     (["--prompt", "a red cube", "--mode", "shortcut", "--budget", "9", "--steps", "8"], r"--budget must be in 2..steps \(8\)"),
     (["--prompt", "a red cube", "--mode", "shortcut", "--budget", "4", "--steps", "8"], "holds no shortcut"),
     (["--prompt", "a red cube", "--mode", "cache", "--cache-ratio", "1.5"], r"cache_ratio must be in \(0, 1\)"),
+    (["--prompt", "a red cube", "a green cube"], r"prompt 'a green cube': the word 'green' is not in the model's "
+                                                 r"vocabulary; `python sample.py --list-prompts --weights .*` lists"),
+    (["--prompt", "a red cube", "--steps", "65"], "65 steps for an image of 64 tokens"),
 ])
 def test_sample_args_fail_before_reading_weights(weights_without_params, argv, msg):
     import argparse

@@ -420,11 +420,17 @@ def test_cache_recomputing_everything_is_vanilla(small_models, batched_runs):
     (dict(temperature=-0.5), "temperature must be >= 0"),
     (dict(mode="cache", cache_ratio=1.0), r"cache_ratio must be in \(0, 1\)"),
     (dict(mode="cache", refresh_interval=0), "refresh_interval must be >= 1"),
-    (dict(steps=0), "steps must be >= 1"),
+    (dict(steps=1), "steps must be >= 2"),
 ])
 def test_bad_settings_are_rejected(kw, msg):
     with pytest.raises(ValueError, match=msg):
         DiMOOSampling(**kw).validate()
+
+
+def test_more_steps_than_image_tokens_are_rejected():
+    DiMOOSampling(steps=6).validate(6)
+    with pytest.raises(ValueError, match="7 steps for an image of 6 tokens: a step would fix none; use 2..6 steps"):
+        DiMOOSampling(steps=7).validate(6)
 
 
 def test_incompatible_models_are_rejected(small_models):

@@ -8,11 +8,15 @@ import math
 
 from migm_jax.files import check_output_file
 
+MAX_SEED = 2**32 - 1  # jax.random.PRNGKey keeps the low 32 bits: larger seeds would repeat smaller ones
+
 
 def check_sample_args(args: argparse.Namespace) -> None:
     """ValueError / OSError (one line) for settings no model can use and for an unusable --out."""
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be a positive number of steps, got {args.steps}")
+    if args.steps is not None and args.steps < 2:
+        raise ValueError(f"--steps must be >= 2, got {args.steps}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed must be in 0..{MAX_SEED} (JAX random keys hold 32 bits), got {args.seed}")
     if args.cfg is not None and not math.isfinite(args.cfg):
         raise ValueError(f"--cfg must be a finite number, got {args.cfg}")
     for flag in ("fsdp", "tensor"):

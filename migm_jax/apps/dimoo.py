@@ -5,24 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import time
 from typing import Optional
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
+from migm_jax.apps import rows
 from migm_jax.convert.diffusers import diffusers_vq
 from migm_jax.convert.dimoo import dimoo_shortcut, dimoo_token_layout, llada, llada_config, tokenizer_files
 from migm_jax.files import check_output_dir, read_text_lines
-from migm_jax.images import save_images
 from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
-from migm_jax.sampling.dimoo_prompts import TokenLayout, build_sequences, check_size, load_tokenizer
-from migm_jax.sampling.noise import image_keys
-from migm_jax.weights import TOKENIZER_DIR, load_weights, read_config, save_weights, stored_target
+from migm_jax.sampling.dimoo_prompts import (TokenLayout, build_sequences, check_size, load_tokenizer, unknown_words,
+                                             word_vocabulary)
+from migm_jax.weights import PROMPTS_FILE, TOKENIZER_DIR, load_weights, read_config, save_weights, stored_target
 
 FAMILY = "dimoo"
 
@@ -58,18 +56,30 @@ def convert(model_dir: str, shortcut_path: Optional[str], out_dir: str, layout: 
     print(f"wrote {out_dir} ({', '.join(configs)}, {len(tok_files)} tokenizer files)")
 
 
-def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Adds this family's sampling options to `parser`; returns their group."""
-    g = parser.add_argument_group("Lumina-DiMOO")
+def add_sample_args(parser: argparse.ArgumentParser, shown: Optional[dict] = None) -> argparse._ArgumentGroup:
+    """Adds this family's sampling options to `parser`; returns their group. Unset options take
+    `defaults(configs)`: the weights' 'sampling' config, else the original's. shown: those defaults for
+    the weights at hand (their values appear in --help), None when not known."""
+    note = lambda dest, otherwise: rows.default_note(shown, dest, otherwise)
+    if shown is not None and shown["prompts"]:
+        prompts_note = f"default: the weights' {len(shown['prompts'])} prompts: " + "; ".join(shown["prompts"]).replace("%", "%%")
+    else:
+        prompts_note = "default: the prompts the weights recommend, if any"
+    g = parser.add_argument_group("Lumina-DiMOO (text to image)")
     g.add_argument("--prompt", nargs="+", action="extend",
-                   help="text prompts, one image each (used verbatim); repeat --prompt or list several")
+                   help=f"text prompts, one image each (used verbatim); repeat --prompt or list several ({prompts_note})")
     g.add_argument("--prompt-file", "--prompts-file", dest="prompt_file",
                    help="text file with one prompt per line (lines are stripped, blanks skipped)")
+    g.add_argument("--list-prompts", action="store_true",
+                   help=f"print the prompts the weights know (their {PROMPTS_FILE}: what the model was trained on; "
+                        "else the words of a word-level tokenizer) and exit")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="let the tokenizer run the Python code shipped in its folder (as the original loads it)")
-    g.add_argument("--height", type=int, default=1024, help="image height in pixels (multiple of the VQ factor, 16)")
-    g.add_argument("--width", type=int, default=1024, help="image width in pixels (multiple of 16)")
-    g.add_argument("--temperature", type=float, default=1.0, help="Gumbel temperature of sampling and re-masking")
+    g.add_argument("--height", type=int, help=f"image height in pixels, a multiple of the VQ's downsampling factor "
+                                              f"({note('height', 1024)})")
+    g.add_argument("--width", type=int, help=f"image width in pixels ({note('width', 1024)})")
+    g.add_argument("--temperature", type=float,
+                   help=f"Gumbel temperature of sampling and re-masking ({note('temperature', 1.0)})")
     g.add_argument("--cache-ratio", type=float, default=0.9, help="ML-Cache: fraction of positions served from cache")
     g.add_argument("--refresh-interval", type=int, default=5, help="ML-Cache: full step every k steps after warm-up")
     g.add_argument("--warmup-ratio", type=float, default=0.3, help="ML-Cache: leading fraction of full steps")
@@ -83,27 +93,76 @@ def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     return g
 
 
-def prompts_from_args(args: argparse.Namespace) -> list[str]:
-    """--prompt values then --prompt-file lines; ValueError if none or one is empty."""
+ORIGINAL = {"steps": 64, "cfg_scale": 4.0, "temperature": 1.0, "height": 1024, "width": 1024}  # infer.py's
+OPTIONS = {"steps": "steps", "cfg": "cfg_scale", "temperature": "temperature", "height": "height",
+           "width": "width"}  # sample.py option (dest) -> key of the weights' 'sampling' config
+
+
+def defaults(configs: dict) -> dict:
+    """What each omitted option of sample.py (by dest) becomes for weights with `configs`: the weights'
+    'sampling' config (training export: the trajectories' steps, cfg_scale, temperature, plus sample.py's
+    `SAMPLE_DEFAULTS` budget, height, width, prompts), else the original infer.py's (N=64, cfg 4,
+    temperature 1, 1024x1024); 'budget' and 'prompts' None when the weights recommend none."""
+    recommended = configs.get("sampling", {})
+    return {**{dest: recommended.get(key, ORIGINAL[key]) for dest, key in OPTIONS.items()},
+            "budget": recommended.get("budget"), "prompts": recommended.get("prompts")}
+
+
+def prompts_from_args(args: argparse.Namespace, recommended: Optional[list[str]] = None) -> list[str]:
+    """--prompt values then --prompt-file lines, else `recommended` (the weights' prompts); ValueError if
+    there are none or one is empty."""
     prompts = list(args.prompt or [])
     if args.prompt_file:
-        prompts += [line.strip() for line in read_text_lines(args.prompt_file, "--prompt-file") if line.strip()]
+        lines = [line.strip() for line in read_text_lines(args.prompt_file, "--prompt-file") if line.strip()]
+        if not lines:
+            raise ValueError(f"--prompt-file {args.prompt_file} holds no prompt (no line with text)")
+        prompts += lines
+    if not prompts and not args.prompt_file:
+        prompts = list(recommended or [])
     if not prompts:
-        raise ValueError("give --prompt TEXT [TEXT ...] or --prompt-file FILE")
+        raise ValueError("give --prompt TEXT [TEXT ...] or --prompt-file FILE (these weights recommend no prompts)")
     for i, p in enumerate(prompts):
         if not p.strip():
             raise ValueError(f"prompt {i} is empty")
     return prompts
 
 
-def sampling_from_args(args: argparse.Namespace) -> DiMOOSampling:
-    """Validated sampler settings (DiMOO defaults: N=64, cfg 4)."""
-    sampling = DiMOOSampling(steps=64 if args.steps is None else args.steps, mode=args.mode, budget=args.budget,
-                             cfg_scale=4.0 if args.cfg is None else args.cfg, temperature=args.temperature,
-                             cache_ratio=args.cache_ratio, refresh_interval=args.refresh_interval,
-                             warmup_ratio=args.warmup_ratio)
+def sampling_from_args(args: argparse.Namespace, mode: str, configs: dict) -> DiMOOSampling:
+    """Validated sampler settings for `mode`: the options given, else `defaults(configs)`."""
+    used = defaults(configs)
+    pick = lambda dest: used[dest] if getattr(args, dest) is None else getattr(args, dest)
+    steps = pick("steps")
+    sampling = DiMOOSampling(steps=steps, mode=mode, budget=rows.chosen_budget(mode, args.budget, used["budget"], steps),
+                             cfg_scale=pick("cfg"), temperature=pick("temperature"), cache_ratio=args.cache_ratio,
+                             refresh_interval=args.refresh_interval, warmup_ratio=args.warmup_ratio)
     sampling.validate()
     return sampling
+
+
+def list_prompts(args: argparse.Namespace) -> None:
+    """Prints the prompts of the weights dir's PROMPTS_FILE, else the words of its word-level tokenizer
+    (one per line), else a line saying that any text is a prompt."""
+    path = os.path.join(args.weights, PROMPTS_FILE)
+    if os.path.isfile(path):
+        print("\n".join(line for line in read_text_lines(path, PROMPTS_FILE) if line.strip()))
+        return
+    words = word_vocabulary(load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR), args.trust_remote_code))
+    if words is None:
+        print(f"{args.weights} lists no prompts (no {PROMPTS_FILE}) and its tokenizer is not word-level: any text is a prompt")
+    else:
+        print("\n".join(words))
+
+
+def check_vocabulary(tokenizer, prompts: list[str], list_command: str) -> None:
+    """ValueError (one line) naming the first prompt with a word the tokenizer does not know (encoded as its
+    unknown token), and the command that lists the known prompts."""
+    for p in prompts:
+        unknown = unknown_words(tokenizer, p)
+        if unknown:
+            words = ", ".join(repr(w) for w in unknown)
+            raise ValueError(f"prompt {p!r}: {'the word' if len(unknown) == 1 else 'the words'} {words} "
+                             f"{'is' if len(unknown) == 1 else 'are'} not in the model's vocabulary; "
+                             f"`{list_command}` lists the known prompts")
 
 
 def sampling_mesh(fsdp: int = 1, tensor: int = 1) -> Optional[jax.sharding.Mesh]:
@@ -129,15 +188,29 @@ def _sharded_target(weights_dir: str, mesh: jax.sharding.Mesh):
     return stored_target(weights_dir, lambda meta: param_shardings(meta, mesh))
 
 
-def run_sample(args: argparse.Namespace) -> None:
-    """Samples the prompts in batches, prints compile and per-batch times, writes a PNG grid.
+def list_command(weights: str) -> str:
+    """The sample.py command that lists the prompts of `weights` (no --weights for the embedded demo)."""
+    from migm_jax.assets import DEMO_EMOJI
 
-    Argument errors (settings, empty / too long prompt, image size, missing shortcut) are raised before
-    the params are read."""
-    sampling = sampling_from_args(args)
-    prompts = prompts_from_args(args)
+    same = os.path.abspath(weights) == os.path.abspath(DEMO_EMOJI)
+    return "python sample.py --list-prompts" + ("" if same else f" --weights {weights}")
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    """Samples the prompts (given, else the weights' own) with each requested mode (default: vanilla, and
+    the shortcut when the weights hold one and a budget is known: --budget or the weights' recommended
+    one), prints compile and sampling times, writes one PNG (a labelled row per mode when there are
+    several, the prompts above the columns).
+
+    Argument errors (settings, empty / too long / out-of-vocabulary prompt, image size, steps the image
+    cannot take, missing shortcut) are raised before the params are read."""
     _, configs = read_config(args.weights)
-    if sampling.mode == "shortcut" and "shortcut" not in configs:
+    used = defaults(configs)
+    with_shortcut = "shortcut" in configs and (args.budget is not None or used["budget"] is not None)
+    modes = [args.mode] if args.mode else ["vanilla"] + (["shortcut"] if with_shortcut else [])
+    samplings = [sampling_from_args(args, mode, configs) for mode in modes]
+    prompts = prompts_from_args(args, used["prompts"])
+    if any(s.mode == "shortcut" for s in samplings) and "shortcut" not in configs:
         raise ValueError(f"{args.weights} holds no shortcut; convert with a shortcut .pth or use --mode vanilla/reuse/cache")
     if "vq" not in configs:
         raise ValueError(f"{args.weights} holds no image decoder (no 'vq'): it was exported from a random teacher; "
@@ -147,35 +220,30 @@ def run_sample(args: argparse.Namespace) -> None:
                          DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
                          VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention,
                          matmul="fp8" if args.matmul == "fp8" else None)
-    check_size(args.height, args.width, models.vq.scale_factor)
+    height = used["height"] if args.height is None else args.height
+    width = used["width"] if args.width is None else args.width
+    gh, gw = check_size(height, width, models.vq.scale_factor)
+    for sampling in samplings:
+        sampling.validate(gh * gw)
     tokenizer = load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR), args.trust_remote_code)
+    check_vocabulary(tokenizer, prompts, list_command(args.weights))
     # every prompt error before the weights are read; rows are sliced from this batch (one padded shape)
-    everything = build_sequences(tokenizer, prompts, args.height, args.width, models.layout,
-                                 models.vq.scale_factor, models.llada.max_sequence_length)
+    everything = build_sequences(tokenizer, prompts, height, width, models.layout, models.vq.scale_factor,
+                                 models.llada.max_sequence_length)
 
     mesh = sampling_mesh(args.fsdp, args.tensor)
-    fn = build_sampler(models, sampling, decode=True, mesh=mesh)
+    fns = [build_sampler(models, sampling, decode=True, mesh=mesh) for sampling in samplings]
     _, _, params = load_weights(args.weights, None if mesh is None else _sharded_target(args.weights, mesh))
     params = models.prepare_params(params)
     split = batch_split(mesh)
-    bs = args.batch_size or len(prompts)
-    bs = -(-bs // split) * split
-    starts = range(0, len(prompts), bs)
-    rows = lambda i: np.minimum(np.arange(i, i + bs), len(prompts) - 1)  # the last batch repeats its last prompt
-    batch_at = lambda i: jax.tree_util.tree_map(lambda a: a[rows(i)], everything)
-    key = jax.random.PRNGKey(args.seed)
-    t0 = time.perf_counter()
-    compiled = fn.lower(params, batch_at(0), image_keys(key, 0, bs)).compile()
-    print(f"compile: {time.perf_counter() - t0:.2f} s")
-    images, times = [], []
-    for i in tqdm(starts, desc="sampling", unit="batch"):
-        batch = batch_at(i)
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(params, batch, image_keys(key, i, bs)))  # image i: fold_in(seed, i)
-        times.append(time.perf_counter() - t0)
-        images.append(np.asarray(out["images"])[: len(prompts) - i])
-    print(f"sampling: {np.mean(times):.3f} s per batch of {bs} ({np.mean(times) / bs:.3f} s per image, "
-          f"{len(starts)} batches, {args.height}x{args.width}, mode {sampling.mode}, N={sampling.steps}"
-          + (f", B={sampling.budget})" if sampling.budget else ")"))
-    written = save_images(np.concatenate(images), args.out, args.save_each)
+    bs = -(-(args.batch_size or len(prompts)) // split) * split
+    batch_of = lambda idx: jax.tree_util.tree_map(lambda a: a[idx], everything)
+    images_rows, names = [], []
+    for sampling, fn in zip(samplings, fns):
+        images, compile_s, times = rows.generate(fn, params, batch_of, len(prompts), bs, args.seed,
+                                                 rows.describe(sampling))
+        print(rows.timing_line(sampling, len(prompts), compile_s, times) + f", {height}x{width}")
+        images_rows.append(images)
+        names.append(f"{rows.describe(sampling)}  {np.sum(times):.2f} s")
+    written = rows.save_rows(images_rows, names, prompts, args.out, args.save_each)
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} images" if len(written) > 1 else ""))

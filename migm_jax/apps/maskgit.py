@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import time
 from typing import Optional
 
 import jax
@@ -13,17 +12,17 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from migm_jax.apps import rows
 from migm_jax.convert.maskgit import check_heads, maskgit_shortcut, maskgit_transformer
 from migm_jax.convert.state_dict import CheckpointError
 from migm_jax.convert.taming import check_vqgan_files, taming_vqgan
 from migm_jax.convert.torch_file import check_checkpoint_file
 from migm_jax.files import check_output_dir
-from migm_jax.images import check_finite, minmax_uint8, save_images, save_labelled_grid
+from migm_jax.images import check_finite, minmax_uint8
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcut, MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig
 from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling, build_sampler, check_labels
-from migm_jax.sampling.noise import image_keys
 from migm_jax.sharding import make_mesh
 from migm_jax.weights import as_float32, load_weights, read_config, save_weights
 
@@ -87,18 +86,19 @@ def random_pipeline_params(t: MaskTransformerConfig, s: MaskGITShortcutConfig, v
     }
 
 
-def add_sample_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Adds this family's sampling options to `parser`; returns their group. Unset options take the
-    weights' recommended settings (config.json 'sampling', written by training export), else the
-    original infer.py's."""
+def add_sample_args(parser: argparse.ArgumentParser, shown: Optional[dict] = None) -> argparse._ArgumentGroup:
+    """Adds this family's sampling options to `parser`; returns their group. Unset options take
+    `defaults(configs)`: the weights' recommended settings, else the original infer.py's. shown: those
+    defaults for the weights at hand (their values appear in --help), None when not known."""
+    note = lambda dest, otherwise: rows.default_note(shown, dest, otherwise)
     g = parser.add_argument_group("MaskGIT")
     g.add_argument("--labels", type=int, nargs="+",
                    help="class ids, one image each (default: every class of a model of <= 10 classes, "
                         "else the original infer.py batch 1 7 282 604 724 179 681 367 850 137)")
-    g.add_argument("--r-temp", type=float, help="gumbel scale of the confidence randomisation (default 7)")
-    g.add_argument("--sm-temp", type=float, help="softmax temperature (multiplies the logits; default 1)")
-    g.add_argument("--schedule", help="root | linear | square | cosine | arccos (default arccos)")
-    g.add_argument("--randomize", help="linear | warm_up | random | none (default linear)")
+    g.add_argument("--r-temp", type=float, help=f"gumbel scale of the confidence randomisation ({note('r_temp', 7)})")
+    g.add_argument("--sm-temp", type=float, help=f"softmax temperature (multiplies the logits; {note('sm_temp', 1)})")
+    g.add_argument("--schedule", help=f"root | linear | square | cosine | arccos ({note('schedule', 'arccos')})")
+    g.add_argument("--randomize", help=f"linear | warm_up | random | none ({note('randomize', 'linear')})")
     g.add_argument("--fast-gelu", action="store_true",
                    help="tanh GELU instead of erf (meant for bf16)")
     return g
@@ -124,17 +124,25 @@ def random_params(init, seed: int) -> dict:
 
 IMAGENET_LABELS = (1, 7, 282, 604, 724, 179, 681, 367, 850, 137)
 ORIGINAL = {"steps": 15, "cfg_w": 2.8, "r_temp": 7.0, "sm_temp": 1.0, "sched_mode": "arccos", "randomize": "linear"}
+OPTIONS = {"steps": "steps", "cfg": "cfg_w", "r_temp": "r_temp", "sm_temp": "sm_temp", "schedule": "sched_mode",
+           "randomize": "randomize"}  # sample.py option (dest) -> MaskGITSampling field
 
 
-def sampling_from_args(args: argparse.Namespace, mode: str, recommended: dict) -> MaskGITSampling:
-    """Validated sampler settings for `mode`: the flags, else `recommended` (the weights' 'sampling'
-    config), else the original's (N=15, w=2.8, r_temp 7, arccos, linear)."""
-    flags = {"steps": args.steps, "cfg_w": args.cfg, "r_temp": args.r_temp, "sm_temp": args.sm_temp,
-             "sched_mode": args.schedule, "randomize": args.randomize}
-    settings = {k: v if v is not None else recommended.get(k, ORIGINAL[k]) for k, v in flags.items()}
-    budget = None
-    if mode in ("shortcut", "reuse"):
-        budget = args.budget if args.budget is not None else recommended.get("budget")
+def defaults(configs: dict) -> dict:
+    """What each omitted sampling option of sample.py (by dest) becomes for weights with `configs`: the
+    weights' recommended settings (config.json 'sampling', written by training export), else the
+    original's (N=15, w=2.8, r_temp 7, arccos, linear); 'budget': the recommended budget or None."""
+    recommended = configs.get("sampling", {})
+    return {**{dest: recommended.get(field, ORIGINAL[field]) for dest, field in OPTIONS.items()},
+            "budget": recommended.get("budget")}
+
+
+def sampling_from_args(args: argparse.Namespace, mode: str, configs: dict) -> MaskGITSampling:
+    """Validated sampler settings for `mode`: the options given, else `defaults(configs)`."""
+    used = defaults(configs)
+    settings = {field: used[dest] if getattr(args, dest) is None else getattr(args, dest)
+                for dest, field in OPTIONS.items()}
+    budget = rows.chosen_budget(mode, args.budget, used["budget"], settings["steps"])
     sampling = MaskGITSampling(mode=mode, budget=budget, **settings)
     sampling.validate()
     return sampling
@@ -176,69 +184,51 @@ def load_pipeline(weights_dir: str) -> tuple[MaskGITModels, dict, dict]:
     return models_from_configs(configs), as_float32(params), configs
 
 
-def describe(sampling: MaskGITSampling) -> str:
-    """'vanilla N=16' / 'shortcut N=16 B=6': how a sampler row is named in output and grids."""
-    return f"{sampling.mode} N={sampling.steps}" + (f" B={sampling.budget}" if sampling.budget else "")
-
-
 def generate(models: MaskGITModels, params: dict, sampling: MaskGITSampling, labels: np.ndarray, seed: int,
              batch_size: Optional[int]) -> tuple[np.ndarray, float, list[float]]:
     """Samples `labels` in batches (image i from fold_in(PRNGKey(seed), i)) -> (images (b,H,W,3) float32,
     compile seconds, seconds per batch)."""
     n_dev = jax.device_count()
     bs = -(-(batch_size or len(labels)) // n_dev) * n_dev  # whole rows per device
-    batches = [labels[i:i + bs] for i in range(0, len(labels), bs)]
     fn = build_sampler(models, sampling, mesh=make_mesh() if n_dev > 1 else None)  # batch over the data axis
-    key = jax.random.PRNGKey(seed)
-    pad = lambda x: np.pad(x, (0, bs - len(x)), mode="edge")
-    t0 = time.perf_counter()
-    compiled = fn.lower(params, jnp.asarray(pad(batches[0])), image_keys(key, 0, bs)).compile()
-    compile_s = time.perf_counter() - t0
-    images, times = [], []
-    for j, batch in enumerate(tqdm(batches, desc=describe(sampling), unit="batch", leave=False)):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(params, jnp.asarray(pad(batch)), image_keys(key, j * bs, bs)))
-        times.append(time.perf_counter() - t0)
-        images.append(np.asarray(out["images"])[: len(batch)])
-    return np.concatenate(images), compile_s, times
+    labels = np.asarray(labels)
+    return rows.generate(fn, params, lambda idx: jnp.asarray(labels[idx]), len(labels), bs, seed,
+                         rows.describe(sampling))
 
 
 def run_sample(args: argparse.Namespace) -> None:
     """Samples the requested labels with each requested mode (default: vanilla, and the shortcut when
-    the weights hold one and a budget is known: --budget or the weights' recommended one), prints compile and sampling times, writes one PNG (a labelled row per mode
-    when there are several)."""
-    if args.demo:
+    the weights hold one and a budget is known: --budget or the weights' recommended one), prints compile
+    and sampling times, writes one PNG (a labelled row per mode when there are several).
+    args.weights None: a small random model (`demo_pipeline`)."""
+    random_model = args.weights is None
+    if random_model:
         print("DEMO: randomly initialised small model (no trained weights) - the images are noise-like by design")
         models, params = demo_pipeline(args.seed)
         configs = {}
     else:
         _, configs = read_config(args.weights)
         require_transformer(args.weights, configs)
-    nclass = models.transformer.nclass if args.demo else MaskTransformerConfig.from_dict(configs["transformer"]).nclass
+    nclass = models.transformer.nclass if random_model else MaskTransformerConfig.from_dict(configs["transformer"]).nclass
     labels = args.labels or (list(range(nclass)) if nclass <= 10 else list(IMAGENET_LABELS))
     check_labels(np.asarray(labels), nclass)
-    budget_known = args.budget is not None or "budget" in configs.get("sampling", {})
-    with_shortcut = (args.demo or "shortcut" in configs) and budget_known  # the default comparison needs a budget
+    budget_known = args.budget is not None or defaults(configs)["budget"] is not None
+    with_shortcut = (random_model or "shortcut" in configs) and budget_known  # the default comparison needs a budget
     modes = [args.mode] if args.mode else ["vanilla"] + (["shortcut"] if with_shortcut else [])
-    samplings = [sampling_from_args(args, mode, configs.get("sampling", {})) for mode in modes]
-    if not args.demo:
+    samplings = [sampling_from_args(args, mode, configs) for mode in modes]
+    if not random_model:
         for sampling in samplings:
             models_of(args.weights, sampling, labels)  # every check before the params are read
         models, params, _ = load_pipeline(args.weights)
     models = dataclasses.replace(models, dtype=args.dtype, attention_impl=args.attention, approximate_gelu=args.fast_gelu)
     labels = np.asarray(labels, np.int32)
-    rows, names = [], []
+    images_rows, names = [], []
     for sampling in samplings:
         images, compile_s, times = generate(models, params, sampling, labels, args.seed, args.batch_size)
-        full = sampling.budget or sampling.steps
-        print(f"{describe(sampling)} ({full} base-model steps): compile {compile_s:.2f} s, sampling "
-              f"{np.sum(times):.3f} s for {len(labels)} images ({len(times)} batches)")
-        rows.append(minmax_uint8(check_finite(images)))
-        names.append(f"{describe(sampling)}  {np.sum(times):.2f} s")
-    if len(rows) == 1:
-        written = save_images(rows[0], args.out, args.save_each)
-    else:
-        classes = configs.get("classes", {}).get("names")
-        columns = [classes[i] if classes else str(i) for i in labels]
-        written = save_labelled_grid(rows, names, columns, args.out, args.save_each)
+        print(rows.timing_line(sampling, len(labels), compile_s, times))
+        images_rows.append(minmax_uint8(check_finite(images)))
+        names.append(f"{rows.describe(sampling)}  {np.sum(times):.2f} s")
+    classes = configs.get("classes", {}).get("names")
+    columns = [classes[i] if classes else str(i) for i in labels]
+    written = rows.save_rows(images_rows, names, columns, args.out, args.save_each)
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} images" if len(written) > 1 else ""))

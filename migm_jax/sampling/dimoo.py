@@ -60,12 +60,16 @@ class DiMOOSampling:
     warmup_ratio: float = 0.3
     no_prompt: bool = False  # shortcut: do not mark the cond prompt as new tokens
 
-    def validate(self) -> None:
-        """Raises ValueError with a one-line explanation for an impossible configuration."""
+    def validate(self, n_img: Optional[int] = None) -> None:
+        """Raises ValueError with a one-line explanation for an impossible configuration; given the image's
+        token count `n_img`, also for more steps than tokens (as MaskGIT refuses steps its grid cannot take)."""
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.steps < 2:
+            raise ValueError(f"steps must be >= 2, got {self.steps}")
+        if n_img is not None and self.steps > n_img:
+            raise ValueError(f"{self.steps} steps for an image of {n_img} tokens: a step would fix none; "
+                             f"use 2..{n_img} steps")
         for name in ("cfg_scale", "temperature", "cache_ratio", "warmup_ratio"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
@@ -82,10 +86,14 @@ class DiMOOSampling:
         return dimoo_step_kinds(self.mode, self.steps, self.budget, self.warmup_ratio, self.refresh_interval)
 
 
+SAMPLE_DEFAULTS = ("budget", "height", "width", "prompts")  # 'sampling' keys that are sample.py's defaults only
+
+
 def trajectory_sampling(settings: dict) -> DiMOOSampling:
-    """The vanilla sampler of a training config's `sampling` dict; a 'budget' in it is the recommended
-    budget of shortcut sampling (what sample.py uses by default), not part of the trajectories."""
-    return DiMOOSampling(**{**{k: v for k, v in settings.items() if k != "budget"}, "mode": "vanilla"})
+    """The vanilla sampler of a training config's `sampling` dict (exported as the weights' 'sampling'
+    config). Its SAMPLE_DEFAULTS keys are what sample.py uses when not told otherwise (the recommended
+    shortcut budget, the image size in pixels, the default prompts), not settings of the trajectories."""
+    return DiMOOSampling(**{**{k: v for k, v in settings.items() if k not in SAMPLE_DEFAULTS}, "mode": "vanilla"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,6 +294,7 @@ def sample_dimoo(models: DiMOOModels, sampling: DiMOOSampling, params: dict, bat
     side (cond[, uncond]) of (N, b, L, d) = the post-ln_f feature each step decides from (not in cache
     mode); 'images': (b, H, W, 3) uint8 if decode}.
     """
+    sampling.validate(batch.n_img)
     lay, dtype = models.layout, jnp.dtype(models.dtype)
     llada = LLaDA(models.llada, dtype, models.attention_impl, matmul=models.matmul)
     widths = batch.cond_ids.shape[1], batch.uncond_ids.shape[1]

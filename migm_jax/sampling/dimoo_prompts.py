@@ -279,3 +279,39 @@ def build_sequences(tokenizer, prompts: Sequence[str], height: int, width: int, 
     if layout.uncond not in uncond:
         raise ValueError(f"the tokenizer does not map {UNCONDITION} to {layout.uncond}; wrong tokenizer or layout")
     return PromptBatch.from_ids(cond, uncond, grid, layout, pad_to)
+
+
+def _unk_id(tokenizer) -> Optional[int]:
+    """The id of the tokenizer's unknown token: its `unk_token_id`, else (fast tokenizers) the one its
+    `tokenizers` model names; None when it has none (e.g. byte-level BPE, which encodes any text)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if unk is None and backend is not None and getattr(backend.model, "unk_token", None):
+        unk = backend.token_to_id(backend.model.unk_token)
+    return unk
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """The pieces of `text` that `tokenizer` encodes as its unknown token, in order and without repeats
+    (e.g. ['pizza'] for a word-level tokenizer that lacks the word); [] when every piece is known or the
+    tokenizer has no unknown token. A fast tokenizer names the exact pieces (its offsets), a slow one
+    the whole text."""
+    unk = _unk_id(tokenizer)
+    if unk is None:
+        return []
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        pieces = [text[a:b] for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk]
+    else:
+        pieces = [text] if unk in tokenizer(text, add_special_tokens=False)["input_ids"] else []
+    return list(dict.fromkeys(pieces))
+
+
+def word_vocabulary(tokenizer) -> Optional[list[str]]:
+    """The words of a word-level tokenizer (a `tokenizers` WordLevel model) in id order, without its special
+    and added tokens (the template tags, the layout's tokens); None for any other kind of tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.model).__name__ != "WordLevel":
+        return None
+    special = set(tokenizer.get_added_vocab()) | set(tokenizer.all_special_tokens)
+    return [w for w, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]) if w not in special]

@@ -196,8 +196,8 @@ def build_dimoo(cfg: TrainConfig) -> tuple[DiMOOFamily, dict, Optional[dict], di
     'prompts' (a text file, one prompt per line, tokenized with the weights dir's tokenizer) or
     'prompt_ids' + 'uncond_ids' (token id lists), 'prompt_lines' [start, stop] (draw only from these
     prompts, e.g. a validation slice), and 'seq_len' (default: the longest sequence).
-    cfg.shortcut: n_block, bottleneck_ratio, embed_t. cfg.sampling: DiMOOSampling fields (+ the recommended
-    'budget' of the export).
+    cfg.shortcut: n_block, bottleneck_ratio, embed_t. cfg.sampling: DiMOOSampling fields, plus sample.py's
+    defaults (`trajectory_sampling`).
     """
     try:
         if cfg.teacher_weights:
