@@ -129,6 +129,21 @@ def _sharded_target(weights_dir: str, mesh: jax.sharding.Mesh):
     return stored_target(weights_dir, lambda meta: param_shardings(meta, mesh))
 
 
+def models_of(weights: str, configs: dict, **settings) -> DiMOOModels:
+    """The modules of a 'dimoo' weights dir's configs (the shortcut only when present) with `settings` (DiMOOModels'
+    dtype, attention_impl, matmul); one-line ValueError when it holds no LLaDA or no image decoder."""
+    missing = [name for name in ("llada", "layout") if name not in configs]
+    if missing:
+        raise ValueError(f"{weights}/config.json lists no {' and '.join(missing)}; is this a DiMOO weights directory?")
+    if "vq" not in configs:
+        raise ValueError(f"{weights} holds no image decoder (no 'vq'): it was exported from a random teacher; "
+                         "train from teacher_weights = a convert_weights.py directory (its VQ decoder and tokenizer "
+                         "go into the export)")
+    return DiMOOModels(LLaDAConfig.from_dict(configs["llada"]), TokenLayout.from_dict(configs["layout"]),
+                       DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
+                       VQModelConfig.from_dict(configs["vq"]), **settings)
+
+
 def run_sample(args: argparse.Namespace) -> None:
     """Samples the prompts in batches, prints compile and per-batch times, writes a PNG grid.
 
@@ -139,14 +154,8 @@ def run_sample(args: argparse.Namespace) -> None:
     _, configs = read_config(args.weights)
     if sampling.mode == "shortcut" and "shortcut" not in configs:
         raise ValueError(f"{args.weights} holds no shortcut; convert with a shortcut .pth or use --mode vanilla/reuse/cache")
-    if "vq" not in configs:
-        raise ValueError(f"{args.weights} holds no image decoder (no 'vq'): it was exported from a random teacher; "
-                         "train from teacher_weights = a convert_weights.py directory (its VQ decoder and tokenizer "
-                         "go into the export)")
-    models = DiMOOModels(LLaDAConfig.from_dict(configs["llada"]), TokenLayout.from_dict(configs["layout"]),
-                         DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
-                         VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention,
-                         matmul="fp8" if args.matmul == "fp8" else None)
+    models = models_of(args.weights, configs, dtype=args.dtype, attention_impl=args.attention,
+                       matmul="fp8" if args.matmul == "fp8" else None)
     check_size(args.height, args.width, models.vq.scale_factor)
     tokenizer = load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR), args.trust_remote_code)
     # every prompt error before the weights are read; rows are sliced from this batch (one padded shape)
