@@ -12,10 +12,10 @@ split's images of the same captions (train: seen prompts; heldout: known emoji i
 Rerunning the same command continues an interrupted run.
 
 Cost: every configuration samples --num-samples images per seed (the default run: 2,000 x 3 seeds x 10
-configurations of the MaskGIT demo, 13 with ML-Cache for DiMOO), meant for a GPU (the MaskGIT demo: ~4 minutes
-on one H200). On a 2-core CPU the MaskGIT demo samples about 10 images a second at N = 16 (batch 16): the
-default run takes about an hour and a half there; `--num-samples 50 --seeds 1 --budgets 4` takes about 1
-minute.
+configurations of the MaskGIT demo, 13 with ML-Cache for DiMOO), meant for a GPU (the MaskGIT demo's run: about
+4 minutes on one H200). On a CPU an image of the MaskGIT demo costs seconds (vanilla N = 16: 2-5 s measured on
+a shared 2-core machine at the default CPU batch, at most 16): the default run takes days there, and
+`--num-samples 50 --seeds 1 --budgets 4` (200 images) 5 to 10 minutes.
 
 FID with the Inception-v3 of the FID papers (ImageNet weights): `python -m migm_jax.eval ref-stats --help`
 and `python -m migm_jax.eval fid --help`.
