@@ -276,7 +276,7 @@ def progress_bar(configs: list[Configuration], plan: Plan, journal: Journal, des
 
 
 def evaluate_configuration(c: Configuration, pipeline, extractor: Extractor, reference: Reference, plan: Plan,
-                           bar: tqdm, journal: Journal = None, fidelity: bool = False) -> list[dict]:
+                           bar: tqdm, journal: Journal | None = None, fidelity: bool = False) -> list[dict]:
     """One row {mode, steps, budget, seed, fid, <extractor metrics>[, equal_tokens, psnr], seconds_per_image} per
     seed. seconds_per_image = sampling and decoding time / images computed (a partial last batch's padding
     included). The programs are compiled only when some seed still has to run; the bar's clock stops meanwhile."""
