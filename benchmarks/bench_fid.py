@@ -1,10 +1,11 @@
 """Throughput of the FID evaluation at real size with random weights (GPU; `--quick` runs a tiny CPU check).
 
-Times what `python -m migm_jax.eval fid` does per batch, through the same function (`loop.run_batch`): sample
+Times what `python -m migm_jax.eval fid` does per batch, through the same function (`run.run_batch`): sample
 and decode on the devices, per-image min-max to uint8, torch-fidelity preprocessing, Inception-v3 pool and
 logits, moments reduced on the devices, float64 accumulation on the host. Compile (the first batch) is
-reported separately (each program compiled for it is logged with its compile time); images/s is over the
-later batches, and the 50k projection is 50,000 / images/s.
+reported separately (the sampler and decoder compiled as the command compiles them, then the first batch, which
+compiles the metric network's programs; each is logged with its compile time); images/s is over the later
+batches, and the 50k projection is 50,000 / images/s.
 
   python benchmarks/bench_fid.py --out results.json
 """
@@ -21,18 +22,19 @@ import jax.numpy as jnp
 from bench_maskgit import parse_case
 from common import report, setup_phase, write_json
 from migm_jax.apps.maskgit import random_params, random_pipeline_params
-from migm_jax.eval.batch_stats import Accumulator, check_batch_size, on_mesh
+from migm_jax.eval.families import Classes, MaskGITPipeline
 from migm_jax.eval.features import Extractor, InceptionNet
-from migm_jax.eval.harness import Configuration
 from migm_jax.eval.inception_net import InceptionV3
 from migm_jax.eval.inception_preprocess import SIZE
-from migm_jax.eval.loop import Generator, Plan, run_batch
+from migm_jax.eval.plan import Configuration, Plan
+from migm_jax.eval.run import Progress, compile_programs, run_batch
+from migm_jax.eval.stats import Accumulator, check_batch_size, on_mesh
 from migm_jax.models.layers import attention_for
 from migm_jax.models.maskgit import MaskTransformerConfig
 from migm_jax.models.shortcut import MaskGITShortcutConfig
 from migm_jax.models.vqgan import VQGANConfig
 from migm_jax.sampling.maskgit import MaskGITModels, MaskGITSampling
-from migm_jax.sharding import make_mesh
+from migm_jax.sharding import make_mesh, replicated
 
 CASES = ["shortcut:32:12", "vanilla:32"]
 FULL_RUN = 50_000  # samples of one FID configuration
@@ -43,16 +45,17 @@ def configuration(case: str) -> Configuration:
     return Configuration(mode, steps, budget or steps, MaskGITSampling(steps=steps, mode=mode, budget=budget))
 
 
-def time_case(generator: Generator, extractor: Extractor, c: Configuration, batch: int, repeats: int) -> dict:
-    """Compile (first batch), then `repeats` timed batches of the CLI's loop body."""
-    plan = Plan(batch * (repeats + 1), 1, batch, generator.models.transformer.nclass)
-    sample, acc, key = generator.sampler(c), Accumulator(extractor.net.feature_dim), jax.random.PRNGKey(0)
+def time_case(pipeline: MaskGITPipeline, extractor: Extractor, c: Configuration, batch: int, repeats: int) -> dict:
+    """Compile (the programs, then the first batch), then `repeats` timed batches of the CLI's loop body."""
+    plan = Plan(batch * (repeats + 1), 1, batch)
+    progress, key = Progress(Accumulator(extractor.net.feature_dim)), jax.random.PRNGKey(0)
     t0 = time.perf_counter()
     with jax.log_compiles():  # logs each program compiled and its compile time: where a slow first batch goes
-        run_batch(0, key, generator, sample, extractor, plan, acc)
+        programs = compile_programs(pipeline, c, plan)
+        run_batch(0, key, pipeline, programs, extractor, plan, progress)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sampling = sum(run_batch(j, key, generator, sample, extractor, plan, acc) for j in range(1, repeats + 1))
+    sampling = sum(run_batch(j, key, pipeline, programs, extractor, plan, progress) for j in range(1, repeats + 1))
     batch_s = (time.perf_counter() - t0) / repeats
     return dict(batch=batch, mode=c.mode, steps=c.steps, budget=c.budget, compile_s=compile_s, batch_s=batch_s,
                 sample_decode_s=sampling / repeats, images_per_s=batch / batch_s,
@@ -94,8 +97,8 @@ def main() -> None:
     attention = attention_for(args.attention, args.dtype, jax.default_backend())
     models = MaskGITModels(t, s, v, dtype=args.dtype, attention_impl=attention)  # as the fid command builds them
     with setup_phase("random MaskGIT, shortcut and VQGAN params, replicated on the mesh"):
-        generator = Generator.on(models, random_pipeline_params(t, s, v, 0), mesh)  # host arrays, placed once
-        jax.block_until_ready(generator.params)
+        params = jax.device_put(random_pipeline_params(t, s, v, 0), replicated(mesh))  # host arrays, placed once
+        pipeline = MaskGITPipeline(models, jax.block_until_ready(params), mesh, Classes(t.nclass))
     with setup_phase("random Inception-v3 params, replicated on the mesh"):
         inception = random_params(lambda: InceptionV3().init(jax.random.PRNGKey(1), jnp.zeros((1, SIZE, SIZE, 3))), 3)
         extractor = on_mesh(Extractor(InceptionNet("torch-fidelity"), inception), mesh)
@@ -106,7 +109,7 @@ def main() -> None:
     for b in batches:
         for case in cases:
             print(f"timing {case} at batch {b} (the first batch compiles)", flush=True)
-            rows.append(time_case(generator, extractor, configuration(case), b, repeats))
+            rows.append(time_case(pipeline, extractor, configuration(case), b, repeats))
             print_table(rows[-1:])
             if args.out:  # after every row, so a run cut short keeps what it measured
                 write_json(dict(meta, rows=rows), args.out)

@@ -14,7 +14,7 @@ from PIL import Image
 import sample
 from migm_jax.apps import maskgit
 from migm_jax.assets import DEMO_CLASSIFIER, DEMO_MASKGIT
-from migm_jax.eval.classifier import FeatureClassifier, load_classifier
+from migm_jax.models.classifier import FeatureClassifier, load_classifier
 from migm_jax.images import clip_uint8, unit_range
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig
 from migm_jax.models.vqgan import VQGAN, VQGANConfig

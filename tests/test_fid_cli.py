@@ -20,10 +20,9 @@ from PIL import Image
 from conftest import load_npz, run_on_fake_devices
 from inception_random import random_state_dict
 from migm_jax.convert.torch_file import save_torch_file
-from migm_jax.eval import loop
+from migm_jax.eval import run
 from migm_jax.eval.__main__ import main
 from migm_jax.eval.features import Extractor
-from migm_jax.eval.journal import sidecar_path
 from migm_jax.eval.refstats import (ImageList, folder_images, image_list, list_images, read_ref_stats, reference_statistics,
                                     resize_center_crop, write_ref_stats)
 from migm_jax.images import clip_uint8
@@ -200,7 +199,7 @@ def test_fid_writes_rows_settings_and_plot(uninterrupted):
 
 def test_killed_run_resumes_to_the_same_results(files, uninterrupted, tmp_path, monkeypatch):
     out, calls = tmp_path / "r.json", []
-    generate = loop.generate_batch
+    generate = run.generate_batch
 
     def counted(*args, kill_at=None):
         calls.append(1)
@@ -208,17 +207,17 @@ def test_killed_run_resumes_to_the_same_results(files, uninterrupted, tmp_path, 
             raise RuntimeError("killed")
         return generate(*args)
 
-    monkeypatch.setattr(loop, "SAVE_EVERY", 1)
-    monkeypatch.setattr(loop, "generate_batch", lambda *a: counted(*a, kill_at=3))  # warm-up, batch 1 saved, killed
+    monkeypatch.setattr(run, "SAVE_EVERY", 1)
+    monkeypatch.setattr(run, "generate_batch", lambda *a: counted(*a, kill_at=2))  # batch 1 saved, batch 2 killed
     with pytest.raises(RuntimeError, match="killed"):
         main(fid_args(files, out))
     assert not out.exists()  # no (configuration, seed) finished
-    with np.load(sidecar_path(str(out))) as z:
+    with np.load(run.sidecar_path(str(out))) as z:
         assert str(z["mode"]) == "vanilla" and int(z["batches_done"]) == 1 and z["per_image"].shape == (4, 1008)
     calls.clear()
-    monkeypatch.setattr(loop, "generate_batch", counted)
+    monkeypatch.setattr(run, "generate_batch", counted)
     assert main(fid_args(files, out)) == 0
-    assert len(calls) == 5  # vanilla: warm-up, its last batch; shortcut: warm-up, both batches
+    assert len(calls) == 3  # vanilla: its last batch; shortcut: both batches (compiled without sampling a batch)
     assert without_timing(json.loads(out.read_text())) == without_timing(json.loads(uninterrupted.read_text()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
     calls.clear()
@@ -260,8 +259,8 @@ SHARDED = """
 import jax, jax.numpy as jnp, numpy as np
 from migm_jax.apps.maskgit import random_params
 from migm_jax.eval.__main__ import main
-from migm_jax.eval.batch_stats import batch_moments, on_mesh
-from migm_jax.eval.classifier import ClassifierConfig, FeatureClassifier
+from migm_jax.eval.stats import batch_moments, on_mesh
+from migm_jax.models.classifier import ClassifierConfig, FeatureClassifier
 from migm_jax.eval.features import ClassifierNet, Extractor
 from migm_jax.sharding import make_mesh
 

@@ -81,7 +81,7 @@ def test_vqgan_export_is_a_bfloat16_tokenizer(tokenizer):
 
 
 def test_classifier_trains_and_resumes(tmp_path):
-    from migm_jax.eval.classifier import load_classifier
+    from migm_jax.models.classifier import load_classifier
 
     ccfg, params = load_classifier(train_resume_export(config("classifier", CLASSIFIER), tmp_path))
     assert ccfg.widths == (8, 16) and params["logits"]["kernel"].shape == (16, 10)

@@ -23,7 +23,13 @@ def check_sample_args(args: argparse.Namespace) -> None:
         value = getattr(args, flag, 1)
         if value is not None and value < 1:
             raise ValueError(f"--{flag} must be a number of devices >= 1, got {value}")
-    if getattr(args, "matmul", "bf16") == "fp8" and not getattr(args, "force_fp8", False):
+    check_matmul(getattr(args, "matmul", "bf16"), getattr(args, "force_fp8", False))
+    check_output_file(args.out)
+
+
+def check_matmul(matmul: str, force_fp8: bool) -> None:
+    """ValueError (one line) for --matmul fp8 where it would only be emulated, unless --force-fp8."""
+    if matmul == "fp8" and not force_fp8:
         import jax
 
         from migm_jax.models.fp8 import runs_natively
@@ -34,4 +40,3 @@ def check_sample_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--matmul fp8 needs FP8 tensor cores (an NVIDIA GPU of compute capability >= 8.9: "
                              f"Ada, Hopper or later); on this {here} it runs emulated, slower than bf16: use "
                              "--matmul bf16, or add --force-fp8 to run it emulated anyway")
-    check_output_file(args.out)

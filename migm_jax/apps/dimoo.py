@@ -188,6 +188,21 @@ def _sharded_target(weights_dir: str, mesh: jax.sharding.Mesh):
     return stored_target(weights_dir, lambda meta: param_shardings(meta, mesh))
 
 
+def models_of(weights: str, configs: dict, **settings) -> DiMOOModels:
+    """The modules of a 'dimoo' weights dir's configs (the shortcut only when present) with `settings` (DiMOOModels'
+    dtype, attention_impl, matmul); one-line ValueError when it holds no LLaDA or no image decoder."""
+    missing = [name for name in ("llada", "layout") if name not in configs]
+    if missing:
+        raise ValueError(f"{weights}/config.json lists no {' and '.join(missing)}; is this a DiMOO weights directory?")
+    if "vq" not in configs:
+        raise ValueError(f"{weights} holds no image decoder (no 'vq'): it was exported from a random teacher; "
+                         "train from teacher_weights = a convert_weights.py directory (its VQ decoder and tokenizer "
+                         "go into the export)")
+    return DiMOOModels(LLaDAConfig.from_dict(configs["llada"]), TokenLayout.from_dict(configs["layout"]),
+                       DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
+                       VQModelConfig.from_dict(configs["vq"]), **settings)
+
+
 def list_command(weights: str) -> str:
     """The sample.py command that lists the prompts of `weights` (no --weights for the embedded demo)."""
     from migm_jax.assets import DEMO_EMOJI
@@ -212,14 +227,8 @@ def run_sample(args: argparse.Namespace) -> None:
     prompts = prompts_from_args(args, used["prompts"])
     if any(s.mode == "shortcut" for s in samplings) and "shortcut" not in configs:
         raise ValueError(f"{args.weights} holds no shortcut; convert with a shortcut .pth or use --mode vanilla/reuse/cache")
-    if "vq" not in configs:
-        raise ValueError(f"{args.weights} holds no image decoder (no 'vq'): it was exported from a random teacher; "
-                         "train from teacher_weights = a convert_weights.py directory (its VQ decoder and tokenizer "
-                         "go into the export)")
-    models = DiMOOModels(LLaDAConfig.from_dict(configs["llada"]), TokenLayout.from_dict(configs["layout"]),
-                         DiMOOShortcutConfig.from_dict(configs["shortcut"]) if "shortcut" in configs else None,
-                         VQModelConfig.from_dict(configs["vq"]), dtype=args.dtype, attention_impl=args.attention,
-                         matmul="fp8" if args.matmul == "fp8" else None)
+    models = models_of(args.weights, configs, dtype=args.dtype, attention_impl=args.attention,
+                       matmul="fp8" if args.matmul == "fp8" else None)
     height = used["height"] if args.height is None else args.height
     width = used["width"] if args.width is None else args.width
     gh, gw = check_size(height, width, models.vq.scale_factor)

@@ -11,3 +11,4 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO_EMOJI = os.path.join(HERE, "demo", "emoji")  # llada + vq + shortcut + tokenizer/ (family 'dimoo'): sample.py's default
 DEMO_MASKGIT = os.path.join(HERE, "demo", "maskgit")  # transformer + vqgan + shortcut (family 'maskgit')
 DEMO_CLASSIFIER = os.path.join(HERE, "demo", "classifier")  # feature classifier (family 'classifier')
+DEMO_EMOJI_CLASSIFIER = os.path.join(HERE, "demo", "emoji_classifier")  # the text-to-image demo's (emoji identity)

@@ -1,11 +1,12 @@
-"""python -m migm_jax.eval [ref-stats | fid] ...: without a subcommand, the demo model's quality harness
-(`cli_demo`); `ref-stats` and `fid` are the Inception-v3 FID of real weights (`cli_inception`)."""
+"""python -m migm_jax.eval [ref-stats | fid] ...: without a subcommand, the quality harness of MaskGIT or DiMOO
+weights judged by a feature classifier (`cli`); `ref-stats` and `fid` are the Inception-v3 FID of real weights
+(`cli_inception`)."""
 
 from __future__ import annotations
 
 import sys
 
-from migm_jax.eval import cli_demo, cli_inception
+from migm_jax.eval import cli, cli_inception
 
 SUBCOMMANDS = {"ref-stats": cli_inception.run_ref_stats, "fid": cli_inception.run_fid}
 
@@ -16,7 +17,7 @@ def main(argv=None) -> int:
         args = cli_inception.parse_args(argv)
         run = SUBCOMMANDS[argv[0]]
     else:
-        args, run = cli_demo.parse_args(argv), cli_demo.run
+        args, run = cli.parse_args(argv), cli.run
     try:
         run(args)
     except (ValueError, OSError) as e:

@@ -15,17 +15,19 @@ import os
 
 import jax
 
-from migm_jax.eval.batch_stats import check_batch_size, on_mesh
-from migm_jax.eval.cli_common import add_compute_args, add_sampler_args, attention_impl, check_budgets, check_run_args, print_table, shared_sampling
+from migm_jax.eval.cli import add_compute_args, add_sampler_args, attention_impl, check_run_args, print_table, shared_sampling
+from migm_jax.eval.families import FAMILIES
 from migm_jax.eval.features import inception_extractor
 from migm_jax.eval.fid_eval import MODES, FIDSettings, evaluate_fid
-from migm_jax.eval.harness import summary
 from migm_jax.eval.inception import WEIGHTS
 from migm_jax.eval.inception_preprocess import FLAVORS
+from migm_jax.eval.plan import check_budgets
 from migm_jax.eval.plot import pareto_plot
-from migm_jax.files import check_output_file
 from migm_jax.eval.refstats import image_list, read_ref_stats, reference_statistics, write_ref_stats
+from migm_jax.eval.stats import check_batch_size, on_mesh, summary
+from migm_jax.files import check_output_file
 from migm_jax.sharding import make_mesh
+from migm_jax.weights import read_config
 
 
 def add_inception_args(p: argparse.ArgumentParser, batch_size: int) -> None:
@@ -63,7 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_inception_args(fid, 64)
     fid.add_argument("--num-samples", type=int, default=50000, help="images per configuration and seed (>= 2)")
     fid.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per configuration")
-    add_sampler_args(fid)
+    add_sampler_args(fid, dimoo=False)
     fid.add_argument("--budgets", type=int, nargs="+", help="full steps B, 2..N (default: those of 4 6 8 below N)")
     fid.add_argument("--mode", nargs="+", choices=MODES, default=list(MODES), help="configurations to run "
                      "(vanilla runs once, with N steps; default: all)")
@@ -104,10 +106,12 @@ def run_fid(args: argparse.Namespace) -> None:
     read_ref_stats(args.ref_stats)
     if not os.path.isdir(args.weights):
         raise ValueError(f"--weights: no weights directory at {args.weights}")
-    sampling = shared_sampling(args.weights, args)
-    budgets = check_budgets(args.budgets, sampling.steps) if budget_modes else ()
+    family = FAMILIES["maskgit"]
+    sampling = shared_sampling(family, read_config(args.weights)[1], args)
+    budgets = check_budgets(args.budgets, sampling.steps, family.budgets(sampling.steps)) if budget_modes else ()
     settings = FIDSettings(args.weights, args.inception, args.ref_stats, sampling, budgets, tuple(args.mode),
-                           args.flavor, args.num_samples, args.seeds, args.batch_size, args.dtype, attention_impl(args))
+                           args.flavor, args.num_samples, args.seeds, args.batch_size, args.dtype,
+                           attention_impl(args.attention, args.dtype))
     result = evaluate_fid(settings, args.out)
     print(f"wrote {args.out}")
     if args.plot:

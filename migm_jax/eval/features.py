@@ -1,4 +1,5 @@
-"""The two feature spaces an evaluation can judge images in: the demo's classifier and the FID Inception-v3.
+"""The metric networks, i.e. the two feature spaces an evaluation can judge images in: a feature classifier
+(`migm_jax.models.classifier`, the demos') and the FID Inception-v3.
 
 A `FeatureNet` is a hashable description of the network (so compiled programs can be cached on it); an
 `Extractor` pairs it with its params. Each net says how decoded images become uint8 (`to_uint8`), how uint8
@@ -15,12 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from migm_jax.eval.classifier import ClassifierConfig, FeatureClassifier, load_classifier
 from migm_jax.eval.inception import load_inception
 from migm_jax.eval.inception_net import POOL_FEATURES, InceptionV3
 from migm_jax.eval.inception_preprocess import check_flavor, preprocess
 from migm_jax.eval.inception_score import inception_score
 from migm_jax.images import clip_uint8, minmax_uint8
+from migm_jax.models.classifier import ClassifierConfig, FeatureClassifier, load_classifier
 
 IS_SPLITS = 10  # torch-fidelity's default; fewer when there are fewer images
 
@@ -44,7 +45,7 @@ class FeatureNet(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierNet:
-    """The demo's feature classifier: features = its penultimate layer, per image = 1.0 if it predicts the label."""
+    """A feature classifier: features = its penultimate layer, per image = 1.0 if it predicts the label."""
 
     cfg: ClassifierConfig
     image_conversion: str = clip_uint8.__name__

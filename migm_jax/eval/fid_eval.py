@@ -1,10 +1,10 @@
 """FID and Inception Score of MaskGIT-Shortcut samples with the FID Inception-v3, against reference statistics.
 
 The configurations are the harness's (vanilla N once; fewer_steps / reuse / shortcut per budget), restricted
-to the requested modes, and each runs through the same loop (`loop.evaluate_configuration`). Decoded
+to the requested modes, and each runs through the same loop (`run.evaluate_configuration`). Decoded
 images become uint8 by per-image min-max (`migm_jax.images.minmax_uint8`), as the original MaskGIT code
 saves its samples before torch-fidelity reads them. Results are written after every (configuration, seed)
-and a rerun continues them (`journal`).
+and a rerun continues them (`run.FileJournal`).
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import datetime
 import json
 
 import jax
-from tqdm import tqdm
 
 from migm_jax.apps import maskgit as maskgit_app
 from migm_jax.apps.maskgit import FAMILY
-from migm_jax.eval.batch_stats import on_mesh
+from migm_jax.eval.families import Classes, MaskGITPipeline
 from migm_jax.eval.features import IS_SPLITS, InceptionNet, inception_extractor
-from migm_jax.eval.fid import Reference
-from migm_jax.eval.harness import PER_CONFIGURATION, configurations, shown_path
-from migm_jax.eval.journal import FileJournal
-from migm_jax.eval.loop import Generator, Plan, evaluate_configuration
+from migm_jax.eval.plan import PER_CONFIGURATION, Plan, configurations, shown_path
 from migm_jax.eval.refstats import read_ref_stats
+from migm_jax.eval.run import FileJournal, evaluate_configuration, progress_bar
+from migm_jax.eval.stats import Reference, on_mesh
 from migm_jax.models.maskgit import MaskTransformerConfig
 from migm_jax.sampling.maskgit import MaskGITSampling
-from migm_jax.sharding import make_mesh
+from migm_jax.sharding import make_mesh, replicated
 from migm_jax.weights import read_config
 
 MODES = ("vanilla", "fewer_steps", "reuse", "shortcut")
@@ -53,7 +51,7 @@ class FIDSettings:
 
 
 def selected_configurations(s: FIDSettings):
-    return [c for c in configurations(s.sampling, s.budgets) if c.mode in s.modes]
+    return configurations(s.sampling, s.budgets, s.modes)
 
 
 def check_weights(s: FIDSettings) -> int:
@@ -95,11 +93,11 @@ def evaluate_fid(s: FIDSettings, out: str) -> dict:
     reference = Reference(mu, sigma)
     mesh = make_mesh()
     models, params, _ = maskgit_app.load_pipeline(s.weights)
-    generator = Generator.on(dataclasses.replace(models, dtype=s.dtype, attention_impl=s.attention), params, mesh)
+    pipeline = MaskGITPipeline(dataclasses.replace(models, dtype=s.dtype, attention_impl=s.attention),
+                               jax.device_put(params, replicated(mesh)), mesh, Classes(nclass))
     extractor = on_mesh(inception_extractor(s.inception, s.flavor), mesh)
-    plan = Plan(s.num_samples, s.seeds, s.batch_size, nclass)
-    with tqdm(total=plan.batches * s.seeds * len(configs), desc="FID", unit="batch") as bar:
+    plan = Plan(s.num_samples, s.seeds, s.batch_size)
+    with progress_bar(configs, plan, journal, "FID (batches x full steps)") as bar:
         for c in configs:
-            bar.set_postfix_str(f"{c.mode} N={c.steps} B={c.budget}")
-            evaluate_configuration(c, generator, extractor, reference, plan, bar, journal)
+            evaluate_configuration(c, pipeline, extractor, reference, plan, bar, journal)
     return journal.finish()

@@ -19,9 +19,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from migm_jax.convert.torch_file import load_torch_file
-from migm_jax.eval.batch_stats import add_batch, batch_moments, pad_rows
 from migm_jax.eval.features import Extractor
-from migm_jax.eval.fid import FeatureStats
+from migm_jax.eval.stats import FeatureStats, add_batch, batch_moments, pad_rows
 from migm_jax.files import write_files_atomically
 from migm_jax.images import minmax_uint8
 

@@ -1,4 +1,4 @@
-"""The feature-classifier task: the CNN of the quality metric (migm_jax.eval.classifier) trained with
+"""The feature-classifier task: the CNN of the quality metric (migm_jax.models.classifier) trained with
 cross-entropy on the train images' class labels; validated by its accuracy on the held-out images.
 model.nclass may be left out: it is then the dataset's class count (its meta's class_names)."""
 
@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from migm_jax.eval.classifier import ClassifierConfig, FeatureClassifier
+from migm_jax.models.classifier import ClassifierConfig, FeatureClassifier
 from migm_jax.pretrain.images import dataset_meta
 from migm_jax.pretrain.task import PretrainTask
 from migm_jax.training.config import ConfigError
@@ -52,7 +52,7 @@ class ClassifierTask(PretrainTask):
         return self._metrics(params, batch)
 
     def export(self, state, out_dir):
-        """<out_dir>/weights: a 'classifier' weights dir (migm_jax.eval.classifier.load_classifier reads it)."""
+        """<out_dir>/weights: a 'classifier' weights dir (migm_jax.models.classifier.load_classifier reads it)."""
         weights = os.path.join(out_dir, "weights")
         save_weights(weights, "classifier", {"classifier": self.ccfg.to_dict()},
                      cast_floating({"classifier": jax.device_get(state.ema)}, self.cfg.export_dtype))

@@ -1,7 +1,8 @@
-"""The feature classifier behind the demo quality metric: a small CNN on the synthetic images.
+"""The feature classifier of the demos' quality metric (`migm_jax.eval`): a small CNN over a dataset's classes
+(shapes, or emoji identities for the text-to-image demo), trained by the `classifier` task (`migm_jax.pretrain`).
 
 Its penultimate feature (after global average pooling) is the space in which FID is computed (the
-role Inception-v3's pool feature plays on ImageNet); its logits give the class accuracy of samples.
+role Inception-v3's pool feature plays on ImageNet); its logits give the class (or prompt) accuracy of samples.
 """
 
 from __future__ import annotations
@@ -56,12 +57,17 @@ class FeatureClassifier(nn.Module):
         return nn.Dense(self.cfg.nclass, name="logits")(feature), feature
 
 
-def load_classifier(weights_dir: str) -> tuple[ClassifierConfig, dict]:
-    """(config, params) of a classifier weights directory (family 'classifier'); one-line errors otherwise."""
+def classifier_config(weights_dir: str) -> ClassifierConfig:
+    """The config of a classifier weights directory (family 'classifier'), its params unread; one-line errors otherwise."""
     if not os.path.isfile(os.path.join(weights_dir, CONFIG_FILE)):
         raise FileNotFoundError(f"no classifier weights at {weights_dir} ({CONFIG_FILE} missing)")
-    family, _ = read_config(weights_dir)
+    family, configs = read_config(weights_dir)
     if family != FAMILY:
         raise ValueError(f"{weights_dir} holds {family} weights, not a feature classifier (family '{FAMILY}')")
-    _, configs, params = load_weights(weights_dir)
-    return ClassifierConfig.from_dict(configs["classifier"]), params["classifier"]
+    return ClassifierConfig.from_dict(configs["classifier"])
+
+
+def load_classifier(weights_dir: str) -> tuple[ClassifierConfig, dict]:
+    """(config, params) of a classifier weights directory (family 'classifier'); one-line errors otherwise."""
+    cfg = classifier_config(weights_dir)
+    return cfg, load_weights(weights_dir)[2]["classifier"]
