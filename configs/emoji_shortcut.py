@@ -8,6 +8,10 @@ sample.py's defaults) is the embedded text-to-image demo.
 
 from migm_jax.training.config import TrainConfig
 
+# sample.py's default prompts (train captions: each emoji was seen in this style)
+PROMPTS = ["twemoji slice of pizza", "twemoji dog face", "noto rocket", "twemoji grinning face", "noto cat face",
+           "twemoji rainbow", "noto hamburger", "twemoji snowman", "noto sunflower", "noto octopus"]
+
 
 def get_config() -> TrainConfig:
     return TrainConfig(
@@ -18,7 +22,8 @@ def get_config() -> TrainConfig:
         teacher={"prompts": "data/emoji/prompts_train.txt", "grid": [16, 16], "seq_len": 320},
         shortcut={"n_block": 1, "bottleneck_ratio": 2, "embed_t": True},
         # the trajectories' sampler (as configs/emoji_teacher.py) + the default budget of sample.py
-        sampling={"steps": 16, "cfg_scale": 4.0, "temperature": 1.0, "budget": 4},
+        sampling={"steps": 16, "cfg_scale": 4.0, "temperature": 1.0, "budget": 4, "height": 64, "width": 64,
+                  "prompts": PROMPTS},
         compute_dtype="bfloat16",
         teacher_dtype="bfloat16",
         attention_impl="cudnn",
