@@ -19,7 +19,7 @@ def get_config() -> TrainConfig:
         teacher_weights="runs/emoji_teacher/export/weights",
         # seq_len: trajectories padded to 320 (a multiple of 64, for cuDNN's training kernels): prompts of up
         # to 44 tokens with the template, then the 16 x 17 + 4 image region
-        teacher={"prompts": "data/emoji/prompts_train.txt", "grid": [16, 16], "seq_len": 320},
+        teacher={"prompts": "data/emoji/migm_images/1.0.0/prompts_train.txt", "grid": [16, 16], "seq_len": 320},
         shortcut={"n_block": 1, "bottleneck_ratio": 2, "embed_t": True},
         # the trajectories' sampler (as configs/emoji_teacher.py) + the default budget of sample.py
         sampling={"steps": 16, "cfg_scale": 4.0, "temperature": 1.0, "budget": 4, "height": 64, "width": 64,
