@@ -4,6 +4,8 @@ The batch is split over all devices of the mesh along its leading axis; conversi
 preprocessing, the network and the reduction run on each device's shard, and only the moments (count,
 feature sum (D,), scatter about the batch mean (D, D)) and the per-image values come back to the host,
 where `Accumulator` adds them up in float64. Padded rows of a partial batch are masked out of the moments.
+With several processes the mesh spans them all: each process computes its own devices' rows, the moments
+and per-image values are reduced over every device, and every process gets the same result.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def programs(net: FeatureNet, mesh: Mesh):
     """(prepare, moments), jitted once per net and mesh:
 
     prepare(images (b, H, W, 3) uint8, or decoded float in ~[-1, 1]) -> the network input, batch-sharded;
-    moments(params, x, labels (b,), valid (b,) bool) -> ({count (), sum (D,), scatter (D, D)} replicated,
-    per-image values (b, ...) batch-sharded).
+    moments(params, x, labels (b,), valid (b,) bool) -> ({count (), sum (D,), scatter (D, D)}, per-image
+    values (b, ...)), both replicated (so each process can read them).
     """
     rep, data = replicated(mesh), batch_sharding(mesh)
 
@@ -55,15 +57,27 @@ def programs(net: FeatureNet, mesh: Mesh):
         return {"count": count, "sum": total, "scatter": scatter}, per_image
 
     return (jax.jit(prepare, in_shardings=data, out_shardings=data),
-            jax.jit(moments, in_shardings=(rep, data, data, data), out_shardings=(rep, data)))
+            jax.jit(moments, in_shardings=(rep, data, data, data), out_shardings=(rep, rep)))
+
+
+def global_batch(x, sharding):
+    """A host array holding the whole batch (the same on every process) -> one array laid out by `sharding`,
+    each process filling its own devices' rows; a device array is returned as it is."""
+    if isinstance(x, jax.Array):
+        return x
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def batch_moments(extractor: Extractor, mesh: Mesh, images, labels: np.ndarray, count: int) -> tuple[dict, np.ndarray]:
     """images (b, H, W, 3) (host or device, uint8 or decoded float), labels (b,) int, of which the first `count`
-    rows are real -> (moments of those rows as numpy, their per-image values (count, ...))."""
+    rows are real -> (moments of those rows as numpy, their per-image values (count, ...)). With several
+    processes each passes the same batch (host arrays of equal values, or one array over the mesh)."""
     prepare, moments = programs(extractor.net, mesh)
+    data = batch_sharding(mesh)
     valid = np.arange(len(labels)) < count
-    stats, per_image = moments(extractor.params, prepare(images), np.asarray(labels, np.int32), valid)
+    stats, per_image = moments(extractor.params, prepare(global_batch(images, data)),
+                               global_batch(np.asarray(labels, np.int32), data), global_batch(valid, data))
     return jax.device_get(stats), np.asarray(per_image)[:count]
 
 
