@@ -28,6 +28,7 @@ import inspect
 import os
 import re
 import sys
+import threading
 from typing import Mapping, NoReturn, Optional
 
 INIT_TIMEOUT_S = 120
@@ -123,23 +124,36 @@ def initialize(args: argparse.Namespace, env: Mapping[str, str] = os.environ) ->
     if not env.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need it (older JAX: none)
     init_timeout = _timeout(env, "MIGM_INIT_TIMEOUT", INIT_TIMEOUT_S)
-    options = {"initialization_timeout": init_timeout, "heartbeat_timeout_seconds":
+    options = {"initialization_timeout": init_timeout + 10, "heartbeat_timeout_seconds":
                _timeout(env, "MIGM_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S)}
     accepted = inspect.signature(jax.distributed.initialize).parameters
     options = {k: v for k, v in options.items() if k in accepted}  # older JAX: its own heartbeat defaults
     if settings:
         options["cluster_detection_method"] = "deactivate"  # explicit settings: no launcher's guess on top
+    where = (f"process {settings['process_id']} of {settings['num_processes']} (coordinator "
+             f"{settings['coordinator_address']})" if settings else "jax.distributed.initialize()")
+    # JAX ends a process whose connection times out with a fatal log (stack trace, SIGABRT): a clear line first
+    watchdog = threading.Timer(init_timeout, _not_connected, (where, init_timeout))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         jax.distributed.initialize(**settings, **options)
     except Exception as e:  # noqa: BLE001  JAX raises runtime errors of several types here
-        where = (f"process {settings['process_id']} of {settings['num_processes']} at coordinator "
-                 f"{settings['coordinator_address']}" if settings else "jax.distributed.initialize()")
-        raise LaunchError(f"{where}: the processes did not all connect within {init_timeout} s ({_first_line(e)}); "
-                          "start every process with the same coordinator and count, each with its own id") from None
+        raise LaunchError(f"{where}: cannot start ({_first_line(e)}); start every process with the same coordinator "
+                          "and count, each with its own id, at a free port") from None
+    finally:
+        watchdog.cancel()
     if jax.process_count() > 1:
         previous = sys.excepthook
         sys.excepthook = lambda kind, e, tb: _uncaught(previous, kind, e, tb)
     return jax.process_count()
+
+
+def _not_connected(where: str, seconds: int) -> None:
+    print(f"error: {where}: not every process connected within {seconds} s; start all of them (the same "
+          "--coordinator and --num-processes, each its own --process-id), process 0 reachable at that address",
+          file=sys.stderr)
+    _exit_at_once(2)
 
 
 def _first_line(e: BaseException) -> str:

@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
+_handed_out: set[int] = set()
+# settings of a launcher this test run may itself be under: the processes started here must not see them
+LAUNCHER_VARS = ("MIGM_", "SLURM_", "OMPI_", "PMI_", "JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this test run."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclasses.dataclass
@@ -34,19 +42,27 @@ class Result:
 
 
 class Processes:
-    """`python argv... <launch flags>` started N times (a context manager); output goes to files in `logs`."""
+    """`python argv... <launch flags>` started N times (a context manager); output goes to files in `logs`.
+    `ids`: start only these process ids (the others never come); `procs[k]`, `out(k)` and `err(k)` are the
+    k-th started."""
 
-    def __init__(self, argv: Sequence[str], n: int, logs: Path, env: Optional[dict] = None):
+    def __init__(self, argv: Sequence[str], n: int, logs: Path, env: Optional[dict] = None,
+                 ids: Optional[Sequence[int]] = None):
         self.logs = Path(logs)
         self.logs.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        full_env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), **(env or {})}
-        self.procs = []
-        for i in range(n):
-            launch = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(i)] if n > 1 else []
-            with open(self.logs / f"{i}.out", "w") as out, open(self.logs / f"{i}.err", "w") as err:
-                self.procs.append(subprocess.Popen([sys.executable, *argv, *launch], env=full_env, cwd=ROOT,
-                                                   stdout=out, stderr=err))
+        coordinator = f"127.0.0.1:{free_port()}" if n > 1 else None
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_VARS)}
+        full_env.update({"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), **(env or {})})
+        self.procs, self.ids = [], list(range(n) if ids is None else ids)
+        try:
+            for i in self.ids:
+                launch = ["--coordinator", coordinator, "--num-processes", str(n), "--process-id", str(i)] if n > 1 else []
+                with open(self.logs / f"{i}.out", "w") as out, open(self.logs / f"{i}.err", "w") as err:
+                    self.procs.append(subprocess.Popen([sys.executable, *argv, *launch], env=full_env, cwd=ROOT,
+                                                       stdout=out, stderr=err))
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __enter__(self) -> "Processes":
         return self
@@ -58,14 +74,14 @@ class Processes:
         for p in self.procs:
             p.wait()
 
-    def out(self, i: int) -> str:
-        return (self.logs / f"{i}.out").read_text()
+    def out(self, k: int) -> str:
+        return (self.logs / f"{self.ids[k]}.out").read_text()
 
-    def err(self, i: int) -> str:
-        return (self.logs / f"{i}.err").read_text()
+    def err(self, k: int) -> str:
+        return (self.logs / f"{self.ids[k]}.err").read_text()
 
     def tails(self) -> str:
-        return "\n".join(f"--- process {i} stderr:\n{self.err(i)[-2000:]}" for i in range(len(self.procs)))
+        return "\n".join(f"--- process {i} stderr:\n{self.err(k)[-2000:]}" for k, i in enumerate(self.ids))
 
     def wait(self, timeout: float) -> list[Result]:
         """Every process's exit status and output; AssertionError (with their stderr) after `timeout` s."""

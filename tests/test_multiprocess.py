@@ -243,3 +243,17 @@ def test_a_killed_process_ends_the_other_in_bounded_time(tmp_path, env, victim, 
         line = [ln for ln in err.splitlines() if ln.startswith("error:")]
         assert len(line) == 1 and "process 0 of 2: another process of this run stopped" in line[0], err[-3000:]
         assert "Traceback" not in err and took < 10, (took, err[-3000:])
+
+
+def test_a_process_whose_peers_never_come_stops_in_bounded_time_with_one_line(tmp_path, env):
+    """Process 0 alone waits for the others, process 1 alone for the coordinator: both give up after
+    MIGM_INIT_TIMEOUT with one line and exit 2 (JAX itself would abort with a stack trace)."""
+    argv = train_argv(tmp_path / "w")
+    with Processes(argv, 2, tmp_path / "p0", {**env, "MIGM_INIT_TIMEOUT": "2"}, ids=[0]) as alone0, \
+            Processes(argv, 2, tmp_path / "p1", {**env, "MIGM_INIT_TIMEOUT": "2"}, ids=[1]) as alone1:
+        results = [alone0.wait(60)[0], alone1.wait(60)[0]]
+    for i, r in enumerate(results):
+        lines = r.err.splitlines()
+        assert r.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: process {i} of 2 (coordinator 127.0.0.1:"), r.err[-3000:]
+        assert "not every process connected within 2 s; start all of them (the same --coordinator" in lines[0]
+    assert not (tmp_path / "w").exists()
