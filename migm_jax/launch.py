@@ -18,7 +18,7 @@ is stopped by JAX once the dead process has missed its heartbeats for HEARTBEAT_
 process because the JAX distributed service detected fatal errors"). MIGM_INIT_TIMEOUT and
 MIGM_HEARTBEAT_TIMEOUT (seconds) change both limits. A process that fails leaves at once (`leave`, and
 for an uncaught exception the hook `initialize` installs) rather than in JAX's shutdown barrier, which
-would wait for the others while they wait for it in their next collective.
+would wait for the others (up to 5 minutes, then abort) while they wait for it in their next collective.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import threading
 from typing import Mapping, NoReturn, Optional
 
 INIT_TIMEOUT_S = 120
-HEARTBEAT_TIMEOUT_S = 30
+HEARTBEAT_TIMEOUT_S = 60  # JAX's default: 100
 ENV = {"coordinator": "MIGM_COORDINATOR", "num_processes": "MIGM_NUM_PROCESSES", "process_id": "MIGM_PROCESS_ID"}
 FLAGS = {"coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id"}
 LAUNCHER_SIZES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")  # several tasks: jax.distributed finds the rest
@@ -48,8 +48,8 @@ class LaunchError(ValueError):
 def add_launch_args(parser: argparse.ArgumentParser) -> None:
     """Adds --coordinator, --num-processes, --process-id and --multihost (see the module docstring)."""
     g = parser.add_argument_group(
-        "several processes", "run the same command once per process (per host); all three settings or none. "
-        f"Environment: {', '.join(ENV.values())}. Under SLURM or Open MPI they are found by themselves.")
+        "several processes", "run the same command once per process (per host), with all three settings or none\n"
+        f"(or {', '.join(ENV.values())}); under SLURM or Open MPI they are found.")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, reachable from every process")
     g.add_argument("--num-processes", type=int, metavar="N", help="how many processes run this command")
     g.add_argument("--process-id", type=int, metavar="I", help="this process: 0 .. N-1 (0 serves the coordinator)")
@@ -186,9 +186,10 @@ def _exit_at_once(code: int) -> NoReturn:
 
 
 def leave(code: int) -> NoReturn:
-    """sys.exit(code) for an entry point's main(); with several processes a failed one (code != 0) exits
-    at once, skipping JAX's shutdown barrier (see the module docstring)."""
-    if code and _several():
+    """sys.exit(code) for an entry point's main(); with several processes a failed one (status 1..127)
+    exits at once, skipping JAX's shutdown barrier (see the module docstring). A run stopped by a signal
+    (128 + its number) stops on every process together and leaves as a finished one does."""
+    if 0 < code < 128 and _several():
         _exit_at_once(code)
     sys.exit(code)
 

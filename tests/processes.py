@@ -56,7 +56,8 @@ class Processes:
         self.procs, self.ids = [], list(range(n) if ids is None else ids)
         try:
             for i in self.ids:
-                launch = ["--coordinator", coordinator, "--num-processes", str(n), "--process-id", str(i)] if n > 1 else []
+                launch = [] if n == 1 else ["--coordinator", coordinator, "--num-processes", str(n),
+                                            "--process-id", str(i)]
                 with open(self.logs / f"{i}.out", "w") as out, open(self.logs / f"{i}.err", "w") as err:
                     self.procs.append(subprocess.Popen([sys.executable, *argv, *launch], env=full_env, cwd=ROOT,
                                                        stdout=out, stderr=err))

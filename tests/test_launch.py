@@ -27,7 +27,8 @@ def test_where_the_processes_come_from():
     variables = {"MIGM_COORDINATOR": "10.0.0.1:1234", "MIGM_NUM_PROCESSES": "4", "MIGM_PROCESS_ID": "3"}
     assert settings(**variables) == EXPLICIT
     assert settings(["--process-id", "3"], **{**variables, "MIGM_PROCESS_ID": "0"}) == EXPLICIT  # a flag wins
-    assert settings(["--coordinator", "[::1]:80", "--num-processes", "2", "--process-id", "0"])["coordinator_address"] == "[::1]:80"
+    ipv6 = settings(["--coordinator", "[::1]:80", "--num-processes", "2", "--process-id", "0"])
+    assert ipv6["coordinator_address"] == "[::1]:80"
     assert settings(["--coordinator", "h:1", "--num-processes", "1", "--process-id", "0"]) is None
     # a cluster launcher (jax.distributed finds the settings): several SLURM / Open MPI tasks, or --multihost
     assert settings(SLURM_NTASKS="4") == {} and settings(OMPI_COMM_WORLD_SIZE="2") == {}
@@ -66,5 +67,6 @@ def test_entry_points_refuse_them_in_one_line(monkeypatch, capsys, tmp_path):
     smoke = str(ROOT / "configs" / "smoke.py")
     assert train.main(["--config", smoke, "--workdir", str(tmp_path / "w"), *bad]) == 2
     assert makedata.main(["--config", smoke, "--out", str(tmp_path / "d"), "--images", "2", *bad]) == 2
-    assert capsys.readouterr().err.splitlines() == ["error: --process-id 5 is out of range for 2 processes: use 0 .. 1"] * 2
+    line = "error: --process-id 5 is out of range for 2 processes: use 0 .. 1"
+    assert capsys.readouterr().err.splitlines() == [line, line]
     assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()

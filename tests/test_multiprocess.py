@@ -75,8 +75,9 @@ def stopped(tmp_path_factory, env):
     -> {"two": its workdir, "n": the step the 2 processes stopped after, "results": theirs, "one": workdir}."""
     tmp = tmp_path_factory.mktemp("sigterm")
     two, one = tmp / "two", tmp / "one"
+    stopping = train_argv(two, "total_steps=500", "ckpt_every=2", "keep_ckpts=500")
     with Processes(train_argv(one, f"total_steps={ONE_STEPS}", "ckpt_every=1000"), 1, tmp / "logs1", env) as single, \
-            Processes(train_argv(two, "total_steps=500", "ckpt_every=2", "keep_ckpts=500"), 2, tmp / "logs2", env) as procs:
+            Processes(stopping, 2, tmp / "logs2", env) as procs:
         log = two / "metrics.jsonl"
         procs.wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 4, 300, "4 logged steps")
         procs.procs[1].send_signal(signal.SIGTERM)
@@ -182,7 +183,8 @@ n, i = jax.process_count(), jax.process_index()  # a device array over the mesh,
 mine = jax.make_array_from_process_local_data(batch_sharding(mesh), images[1][i * 8 // n:(i + 1) * 8 // n])
 acc.add(*batch_moments(extractor, mesh, mine, labels[1], 5))  # the last 3 rows are padding
 mean, cov = acc.stats.mean_cov()
-print(json.dumps({"count": acc.stats.count, "mean": mean.tolist(), "cov": cov.tolist(), "per_image": acc.values().tolist()}))
+print(json.dumps({"count": acc.stats.count, "mean": mean.tolist(), "cov": cov.tolist(),
+                  "per_image": acc.values().tolist()}))
 leave(0)
 """
 
@@ -220,29 +222,38 @@ def main():
 leave(main())
 """
 HEARTBEAT_S = 3
+KILLS = {"in-a-collective": (1, False), "coordinator-in-a-collective": (0, False), "busy-elsewhere": (1, True)}
 
 
-@pytest.mark.parametrize("victim,busy", [(1, False), (0, True)], ids=["in-a-collective", "busy-coordinator-killed"])
-def test_a_killed_process_ends_the_other_in_bounded_time(tmp_path, env, victim, busy):
-    """Process 1 killed while process 0 waits in a collective: process 0 stops at once with one line.
-    Process 0 (the coordinator) killed while process 1 computes: JAX ends process 1 once the heartbeats
-    have been missing for MIGM_HEARTBEAT_TIMEOUT, with its message."""
-    argv = ["-c", KILL_SCRIPT, *(["--busy"] if busy else [])]
-    with Processes(argv, 2, tmp_path, {**env, "MIGM_HEARTBEAT_TIMEOUT": str(HEARTBEAT_S)}) as procs:
-        procs.wait_for(lambda: all("ready" in procs.out(i) for i in (0, 1)), 120, "ready processes")
+def test_a_killed_process_ends_the_other_in_bounded_time(tmp_path, env):
+    """Three pairs side by side, one process of each killed with SIGKILL. A survivor waiting in a collective
+    stops at once with one line, whichever process died (also the coordinator, process 0). A survivor busy
+    outside collectives (process 0, which serves the coordinator) is ended by JAX once the dead one has
+    missed its heartbeats for MIGM_HEARTBEAT_TIMEOUT, with JAX's message."""
+    with contextlib.ExitStack() as stack:
+        kill_env = {**env, "MIGM_HEARTBEAT_TIMEOUT": str(HEARTBEAT_S)}
+        pairs = {name: stack.enter_context(Processes(["-c", KILL_SCRIPT, *(["--busy"] if busy else [])], 2,
+                                                     tmp_path / name, kill_env))
+                 for name, (_, busy) in KILLS.items()}
+        for procs in pairs.values():
+            procs.wait_for(lambda: all("ready" in procs.out(i) for i in (0, 1)), 120, "ready processes")
         time.sleep(0.5)
-        procs.procs[victim].kill()
         start = time.monotonic()
-        code = procs.wait(HEARTBEAT_S + 30)[1 - victim].code
-        took = time.monotonic() - start
-        err = procs.err(1 - victim)
-    assert code != 0
-    if busy:
-        assert "another task died" in err and took < HEARTBEAT_S + 30, (took, err[-3000:])
-    else:
-        line = [ln for ln in err.splitlines() if ln.startswith("error:")]
-        assert len(line) == 1 and "process 0 of 2: another process of this run stopped" in line[0], err[-3000:]
-        assert "Traceback" not in err and took < 10, (took, err[-3000:])
+        for name, procs in pairs.items():
+            procs.procs[KILLS[name][0]].kill()
+        ended = {}
+        for name, procs in pairs.items():
+            survivor = 1 - KILLS[name][0]
+            ended[name] = (procs.wait(HEARTBEAT_S + 30)[survivor], time.monotonic() - start, survivor)
+    for name, (result, took, survivor) in ended.items():
+        assert result.code != 0, name
+        if KILLS[name][1]:
+            assert "another task died" in result.err and took < HEARTBEAT_S + 30, (name, took, result.err[-3000:])
+        else:
+            line = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+            assert len(line) == 1 and f"process {survivor} of 2: another process of this run stopped" in line[0], (
+                name, result.err[-3000:])
+            assert "Traceback" not in result.err and took < 10, (name, took, result.err[-3000:])
 
 
 def test_a_process_whose_peers_never_come_stops_in_bounded_time_with_one_line(tmp_path, env):
@@ -254,6 +265,7 @@ def test_a_process_whose_peers_never_come_stops_in_bounded_time_with_one_line(tm
         results = [alone0.wait(60)[0], alone1.wait(60)[0]]
     for i, r in enumerate(results):
         lines = r.err.splitlines()
-        assert r.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: process {i} of 2 (coordinator 127.0.0.1:"), r.err[-3000:]
+        assert r.code == 2 and len(lines) == 1, r.err[-3000:]
+        assert lines[0].startswith(f"error: process {i} of 2 (coordinator 127.0.0.1:")
         assert "not every process connected within 2 s; start all of them (the same --coordinator" in lines[0]
     assert not (tmp_path / "w").exists()
