@@ -10,20 +10,19 @@ classifier); resumes from --workdir.
 
 Writes <workdir>/metrics.jsonl (one JSON object per optimizer step) and <workdir>/checkpoints/.
 SIGTERM or Ctrl-C stops after the step in progress and checkpoints it (exit status 128 + the signal
-number: 143, 130); the same command resumes there. On several hosts run the same command on every
-host: jax.distributed.initialize() is called under SLURM or Open MPI with several tasks, or with
-JAX_COORDINATOR_ADDRESS set; pass --multihost elsewhere (e.g. a TPU pod slice).
+number: 143, 130); the same command resumes there. Several processes (hosts) run the same command, each
+with its own --process-id; under SLURM or Open MPI no launch setting is needed, on a TPU pod slice
+pass --multihost. Two CPU processes on one machine:
+
+  python train.py --config configs/smoke.py --workdir /tmp/smoke2 --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0 &
+  python train.py --config configs/smoke.py --workdir /tmp/smoke2 --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 1
 """
 
 import argparse
 import os
 import sys
 
-def launched_on_several_processes(env=os.environ) -> bool:
-    """True when the launcher says several processes run this command (jax.distributed.initialize()
-    then finds the coordinator, process count and id by itself)."""
-    return bool(env.get("JAX_COORDINATOR_ADDRESS")) or any(
-        int(env.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+from migm_jax.launch import add_launch_args, error_line, initialize, leave
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,10 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="override a config field, e.g. --set lr=3e-4 --set teacher.hidden=64 (repeatable)")
     p.add_argument("--export", nargs="?", const="", metavar="DIR",
                    help="instead of training, export the latest EMA model to DIR (default <workdir>/export)")
-    p.add_argument("--multihost", action="store_true",
-                   help="call jax.distributed.initialize() (automatic under SLURM / Open MPI with several tasks "
-                        "or with JAX_COORDINATOR_ADDRESS set)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_launch_args(p)
     return p.parse_args(argv)
 
 
@@ -48,10 +45,7 @@ def main(argv=None) -> int:
 
     try:
         cfg = load_config(args.config, args.overrides)
-        import jax
-
-        if args.multihost or launched_on_several_processes():
-            jax.distributed.initialize()
+        initialize(args)
         from migm_jax.training import loop
 
         if args.export is not None:
@@ -68,10 +62,10 @@ def main(argv=None) -> int:
                 # treat as "terminated, rerun"; the checkpoint makes the rerun continue at this step.
                 return 128 + stopped
     except (ValueError, OSError, ImportError) as e:  # ConfigError and CheckpointError are ValueErrors
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -1,7 +1,7 @@
 """Device meshes and shardings (named axes 'data', 'fsdp', 'tensor').
 
 The same code runs on one CPU, 8 fake CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=8),
-one GPU or a TPU pod slice; on several hosts call `jax.distributed.initialize()` first.
+one GPU or a TPU pod slice; with several processes call `migm_jax.launch.initialize` first.
 """
 
 from __future__ import annotations

@@ -170,15 +170,27 @@ def programs(net: FeatureNet, mesh: Mesh):
         return {"count": count, "sum": total, "scatter": scatter}, per_image
 
     return (jax.jit(prepare, in_shardings=data, out_shardings=data),
-            jax.jit(moments, in_shardings=(rep, data, data, data), out_shardings=(rep, data)))
+            jax.jit(moments, in_shardings=(rep, data, data, data), out_shardings=(rep, rep)))
+
+
+def global_batch(x, sharding):
+    """A host array holding the whole batch (the same on every process) -> one array laid out by `sharding`,
+    each process filling its own devices' rows; a device array is returned as it is."""
+    if isinstance(x, jax.Array):
+        return x
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def batch_moments(extractor: Extractor, mesh: Mesh, images, labels: np.ndarray, count: int) -> tuple[dict, np.ndarray]:
     """images (b, H, W, 3) (host or device, uint8 or decoded float), labels (b,) int, of which the first `count`
-    rows are real -> (moments of those rows as numpy, their per-image values (count, ...))."""
+    rows are real -> (moments of those rows as numpy, their per-image values (count, ...)). With several
+    processes each passes the same batch (host arrays of equal values, or one array over the mesh)."""
     prepare, moments = programs(extractor.net, mesh)
+    data = batch_sharding(mesh)
     valid = np.arange(len(labels)) < count
-    stats, per_image = moments(extractor.params, prepare(images), np.asarray(labels, np.int32), valid)
+    stats, per_image = moments(extractor.params, prepare(global_batch(images, data)),
+                               global_batch(np.asarray(labels, np.int32), data), global_batch(valid, data))
     return jax.device_get(stats), np.asarray(per_image)[:count]
 
 

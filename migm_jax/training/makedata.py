@@ -4,8 +4,9 @@
   python -m migm_jax.training.makedata --config configs/maskgit_imagenet.py --out data/maskgit --split val --images 1000 --seed 1001
 
 Conditions are drawn uniformly (MaskGIT: class ids) from the seed; every image gives two
-trajectories (cond, uncond). On several hosts run the same command on every host: each process
-samples and writes its share on its local devices, then process 0 writes the metadata.
+trajectories (cond, uncond). Several processes (hosts) run the same command, each with its own
+--process-id (launch settings: see train.py --help); each samples and writes its share on its local
+devices, then process 0 writes the metadata; the dataset is the one a single process writes.
 Write the splits one after another (they share one metadata file).
 """
 
@@ -17,6 +18,7 @@ import sys
 import jax
 from tqdm import tqdm
 
+from migm_jax.launch import add_launch_args, error_line, initialize, leave
 from migm_jax.sharding import batch_sharding, make_mesh
 from migm_jax.training.config import ConfigError, TrainConfig, load_config
 from migm_jax.training.dataset import TrajectoryWriter
@@ -61,24 +63,23 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch", type=int, default=10, help="images per sampler call (original: 10)")
-    ap.add_argument("--multihost", action="store_true", help="call jax.distributed.initialize() first")
+    add_launch_args(ap)
     args = ap.parse_args(argv)
     try:
         # data_dir is what training will read: it need not exist yet while the dataset is being written
         cfg: TrainConfig = load_config(args.config, [*args.overrides, "data_dir=None"])
-        if args.multihost:
-            jax.distributed.initialize()
+        initialize(args)
         from migm_jax.training.loop import build_family
 
         family, teacher, _, base_configs, _ = build_family(cfg)
         capture_to_disk(family, teacher, base_configs, args.out, args.split, args.images, args.seed, args.batch,
                         fsdp=cfg.mesh_fsdp)
     except (ConfigError, FileNotFoundError, ImportError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     print(f"wrote {2 * args.images} trajectories ({args.split}) to {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())
