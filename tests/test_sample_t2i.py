@@ -10,9 +10,7 @@ import signal
 import threading
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import sample
 from migm_jax.apps import dimoo, maskgit, rows
@@ -41,30 +39,6 @@ def run(capsys, *argv):
     code = sample.main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err.strip()
-
-
-def test_default_run_draws_the_weights_prompts_in_two_labelled_rows(standin, tmp_path, monkeypatch, capsys):
-    calls = []  # (n, seed, desc) of every row the CLI draws
-
-    def spy(fn, params, batch_of, n, batch_size, seed, desc):
-        calls.append((n, seed, desc))
-        return real(fn, params, batch_of, n, batch_size, seed, desc)
-
-    real = rows.generate
-    monkeypatch.setattr(rows, "generate", spy)
-    monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "--weights", standin)
-    assert code == 0, err
-    assert "vanilla N=6 (6 base-model steps): compile" in out and "shortcut N=6 B=3 (3 base-model steps): compile" in out
-    assert ", 64x64" in out and [p.name for p in tmp_path.iterdir()] == ["samples.png"]
-    assert calls == [(3, 1, "vanilla N=6"), (3, 1, "shortcut N=6 B=3")]  # the same images' noise in both rows
-    grid = np.asarray(Image.open(tmp_path / "samples.png").convert("RGB"))
-    top = grid.shape[0] - 2 * (14 + 128 + 2) - 2  # the prompts above the columns: 14 px per line of text
-    assert grid.shape[1] == 3 * (128 + 2) + 2 and top % 14 == 0 and top >= 14
-    for j in range(3):
-        x = 2 + j * 130
-        assert (grid[:top, x:x + 128] < 128).any()  # the column's prompt
-        assert grid[top + 14:top + 14 + 128, x:x + 128].std() > 10  # an image, not a blank tile
 
 
 def test_defaults_come_from_the_weights_and_help_shows_them(standin, capsys):

@@ -71,3 +71,12 @@ def load_classifier(weights_dir: str) -> tuple[ClassifierConfig, dict]:
     """(config, params) of a classifier weights directory (family 'classifier'); one-line errors otherwise."""
     cfg = classifier_config(weights_dir)
     return cfg, load_weights(weights_dir)[2]["classifier"]
+
+
+def class_names(weights_dir: str) -> list[str]:
+    """The class names a classifier weights directory was trained on (logit i = class i); ValueError when its
+    export recorded none."""
+    names = read_config(weights_dir)[1].get("classes", {}).get("names")
+    if names is None:
+        raise ValueError(f"{weights_dir} records no class names (configs 'classes'); re-export it with train.py --export")
+    return list(names)

@@ -52,8 +52,10 @@ class ClassifierTask(PretrainTask):
         return self._metrics(params, batch)
 
     def export(self, state, out_dir):
-        """<out_dir>/weights: a 'classifier' weights dir (migm_jax.models.classifier.load_classifier reads it)."""
+        """<out_dir>/weights: a 'classifier' weights dir (migm_jax.models.classifier.load_classifier reads it),
+        with the dataset's class names (configs 'classes': {'names': [...]}, logit i = class i)."""
         weights = os.path.join(out_dir, "weights")
-        save_weights(weights, "classifier", {"classifier": self.ccfg.to_dict()},
+        configs = {"classifier": self.ccfg.to_dict(), "classes": {"names": list(dataset_meta(self.cfg)["class_names"])}}
+        save_weights(weights, "classifier", configs,
                      cast_floating({"classifier": jax.device_get(state.ema)}, self.cfg.export_dtype))
         return {"weights": weights}
