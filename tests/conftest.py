@@ -38,3 +38,25 @@ def run_on_fake_devices(script: str, marker: str, n: int = 8, xla_flags: str = "
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert marker in res.stdout, res.stderr[-3000:]
+
+
+class BatchKiller:
+    """Counts the harness's batch generations (one journal save after each) and raises RuntimeError('killed')
+    at the `kill_at`-th; `resume()` lets every later call through and clears the count."""
+
+    def __init__(self, monkeypatch, kill_at: int):
+        from migm_jax.eval import run
+
+        self.calls, self.kill_at, self.generate = [], kill_at, run.generate_batch
+        monkeypatch.setattr(run, "SAVE_EVERY", 1)
+        monkeypatch.setattr(run, "generate_batch", self)
+
+    def __call__(self, *args):
+        self.calls.append(1)
+        if len(self.calls) == self.kill_at:
+            raise RuntimeError("killed")
+        return self.generate(*args)
+
+    def resume(self) -> None:
+        self.kill_at = None
+        self.calls.clear()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import BatchKiller
 from migm_jax.eval.__main__ import main
 from migm_jax.eval.stats import FeatureStats, fid_from_features, frechet_distance
 
@@ -216,7 +217,7 @@ def dimoo_args(dimoo, out, *extra):
 def test_dimoo_harness_end_to_end(dimoo, tmp_path, capsys, monkeypatch):
     """Every mode at one budget: caption i % 6 per image, the split's images of those captions as the reference,
     fidelity to vanilla (itself: all tokens equal, PSNR at its cap), the table and plots; a killed run continues."""
-    from migm_jax.eval import families, run
+    from migm_jax.eval import families
 
     monkeypatch.setattr(families, "read_split", lambda data, split, indices=None: dimoo[2])
     out = tmp_path / "r.json"
@@ -245,22 +246,12 @@ def test_dimoo_harness_end_to_end(dimoo, tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png", "r.json"]
     # killed in the second configuration (vanilla done, its codes kept; fewer_steps' first batch saved): the
     # same command continues to the same rows
-    killed, generate, calls = tmp_path / "k" / "r.json", run.generate_batch, []
-
-    def counted(*args, kill_at=None):
-        calls.append(1)
-        if len(calls) == kill_at:
-            raise RuntimeError("killed")
-        return generate(*args)
-
-    monkeypatch.setattr(run, "SAVE_EVERY", 1)
-    monkeypatch.setattr(run, "generate_batch", lambda *a: counted(*a, kill_at=4))
+    killed, killer = tmp_path / "k" / "r.json", BatchKiller(monkeypatch, kill_at=4)
     with pytest.raises(RuntimeError, match="killed"):
         main(dimoo_args(dimoo, killed))
     assert sorted(p.name for p in killed.parent.iterdir()) == ["r.json", "r.json.codes.npz", "r.json.partial.npz"]
-    monkeypatch.setattr(run, "generate_batch", counted)
-    calls.clear()
-    assert main(dimoo_args(dimoo, killed)) == 0 and len(calls) == 7  # fewer_steps' last batch, 3 x 2 batches
+    killer.resume()
+    assert main(dimoo_args(dimoo, killed)) == 0 and len(killer.calls) == 7  # fewer_steps' last batch, 3 x 2 batches
     timeless = lambda path: [{k: v for k, v in r.items() if k != "seconds_per_image"}
                              for r in json.loads(path.read_text())["results"]]
     assert timeless(killed) == timeless(out)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_npz, run_on_fake_devices
+from conftest import BatchKiller, load_npz, run_on_fake_devices
 from inception_random import random_state_dict
 from migm_jax.convert.torch_file import save_torch_file
 from migm_jax.eval import run
@@ -198,31 +198,21 @@ def test_fid_writes_rows_settings_and_plot(uninterrupted):
 
 
 def test_killed_run_resumes_to_the_same_results(files, uninterrupted, tmp_path, monkeypatch):
-    out, calls = tmp_path / "r.json", []
-    generate = run.generate_batch
-
-    def counted(*args, kill_at=None):
-        calls.append(1)
-        if len(calls) == kill_at:
-            raise RuntimeError("killed")
-        return generate(*args)
-
-    monkeypatch.setattr(run, "SAVE_EVERY", 1)
-    monkeypatch.setattr(run, "generate_batch", lambda *a: counted(*a, kill_at=2))  # batch 1 saved, batch 2 killed
+    out = tmp_path / "r.json"
+    killer = BatchKiller(monkeypatch, kill_at=2)  # batch 1 saved, batch 2 killed
     with pytest.raises(RuntimeError, match="killed"):
         main(fid_args(files, out))
     assert not out.exists()  # no (configuration, seed) finished
     with np.load(run.sidecar_path(str(out))) as z:
         assert str(z["mode"]) == "vanilla" and int(z["batches_done"]) == 1 and z["per_image"].shape == (4, 1008)
-    calls.clear()
-    monkeypatch.setattr(run, "generate_batch", counted)
+    killer.resume()
     assert main(fid_args(files, out)) == 0
-    assert len(calls) == 3  # vanilla: its last batch; shortcut: both batches (compiled without sampling a batch)
+    assert len(killer.calls) == 3  # vanilla: its last batch; shortcut: both batches (compiled without sampling a batch)
     assert without_timing(json.loads(out.read_text())) == without_timing(json.loads(uninterrupted.read_text()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
-    calls.clear()
+    killer.calls.clear()
     finished = out.read_text()
-    assert main(fid_args(files, out)) == 0 and not calls and out.read_text() == finished  # nothing left to run
+    assert main(fid_args(files, out)) == 0 and not killer.calls and out.read_text() == finished  # nothing left to run
 
 
 def without_timing(result):
