@@ -286,6 +286,18 @@ def _case_config_dir(tmp_path):
             f"config file {tmp_path} is a directory")
 
 
+def _case_config_not_python(tmp_path):
+    (tmp_path / "samples.png").write_bytes(b"\x89PNG")
+    return (("train.py", "--config", str(tmp_path / "samples.png"), "--workdir", str(tmp_path / "w")),
+            f"{tmp_path}/samples.png is not a Python config file (a .py file defining get_config())")
+
+
+def _case_config_json(tmp_path):
+    (tmp_path / "c.json").write_text("{}")
+    return (("train.py", "--config", str(tmp_path / "c.json"), "--workdir", str(tmp_path / "w")),
+            f"{tmp_path}/c.json is not a Python config file")
+
+
 def _case_export_folder(tmp_path):
     (tmp_path / "export" / "weights").mkdir(parents=True)
     (tmp_path / "export" / "weights" / "config.json").write_text("{}")
@@ -303,7 +315,8 @@ def _case_workdir(tmp_path):
 @pytest.mark.parametrize("case", [_case_weights_config, _case_llada_config, _case_safetensors_index,
                                   _case_truncated_shard, _case_prompt_file, _case_prompt_dir,
                                   _case_empty_prompt_file, _case_vit_dir,
-                                  _case_config_dir, _case_export_folder, _case_workdir])
+                                  _case_config_dir, _case_config_not_python, _case_config_json,
+                                  _case_export_folder, _case_workdir])
 def test_bad_files_are_named_in_one_line(cli, tmp_path, case):
     call, msg = case(tmp_path)
     if isinstance(call[0], str):
@@ -440,6 +453,20 @@ def test_gpu_only_attention_is_refused_before_any_work_off_gpu(cli, tmp_path):
         "error: attention_impl 'cudnn' (cuDNN's fused attention) needs a GPU, this backend is cpu; run on a GPU "
         "or pass --set attention_impl=None (exact attention)")
     assert not (tmp_path / "w").exists()  # refused before the workdir, the images or the tokenizer
+
+
+@pytest.mark.parametrize("setting,msg", [
+    ("teacher.heads=3", "teacher: hidden 32 is not divisible by heads=3"),
+    ("shortcut.heads=3", "shortcut width 16 is not divisible by heads=3"),
+])
+def test_head_counts_that_do_not_divide_are_one_line_and_leave_no_folders(cli, tmp_path, setting, msg):
+    code, err, _ = cli("train.py", "--config", SMOKE, "--workdir", str(tmp_path / "w"), "--set", setting)
+    assert code == 2
+    one_line(err, msg)
+    assert not (tmp_path / "w").exists()  # neither the workdir nor an empty checkpoints/ of this failed start
+    (tmp_path / "kept").mkdir()  # a workdir the user made stays; only what this start created goes
+    assert cli("train.py", "--config", SMOKE, "--workdir", str(tmp_path / "kept"), "--set", setting)[0] == 2
+    assert os.listdir(tmp_path / "kept") == []
 
 
 def test_export_without_a_decoder_names_the_folders(cli, tmp_path):

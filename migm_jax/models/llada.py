@@ -63,6 +63,12 @@ class LLaDAConfig:
     rms_norm_eps: float = 1e-5
     max_sequence_length: int = 4096  # informational: RoPE is computed for any position
 
+    def __post_init__(self):
+        if min(self.n_heads, self.n_kv_heads) < 1 or self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
+            raise ValueError(f"LLaDA config: d_model {self.d_model}, n_heads {self.n_heads}, n_kv_heads "
+                             f"{self.n_kv_heads} do not divide; give n_heads dividing d_model and n_kv_heads "
+                             "dividing n_heads")
+
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
@@ -87,8 +93,6 @@ class LLaDAConfig:
             n_kv = 1
         elif n_kv is None:
             n_kv = c["n_heads"]
-        if c["d_model"] % c["n_heads"] or c["n_heads"] % n_kv:
-            raise ValueError(f"LLaDA config: d_model {c['d_model']}, n_heads {c['n_heads']}, n_kv_heads {n_kv} do not divide")
         return cls(
             d_model=c["d_model"], n_layers=c["n_layers"], n_heads=c["n_heads"], n_kv_heads=n_kv,
             mlp_hidden_size=c["mlp_hidden_size"] or c["mlp_ratio"] * c["d_model"],

@@ -29,6 +29,11 @@ class MaskTransformerConfig:
     nclass: int = 1000
     grid: int = 32  # tokens per image side
 
+    def __post_init__(self):
+        if self.heads < 1 or self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} is not divisible by heads={self.heads}; give a head count that "
+                             "divides it")
+
     @property
     def seq_len(self) -> int:
         return self.grid * self.grid + 1

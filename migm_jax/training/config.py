@@ -153,6 +153,9 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> TrainConfig:
         raise ConfigError(f"config file {path} is a directory; give a Python file defining get_config()")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
+    if not path.endswith(".py"):
+        raise ConfigError(f"{path} is not a Python config file (a .py file defining get_config()); give one such "
+                          "as configs/smoke.py")
     spec = importlib.util.spec_from_file_location(f"migm_config_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
     try:

@@ -72,18 +72,30 @@ def check_resumable(checkpoints: Checkpoints, cfg: TrainConfig, workdir: str) ->
 
 def setup(cfg: TrainConfig, workdir: str) -> Run:
     """Builds models, mesh and optimizer; restores the latest checkpoint of `workdir` or initialises.
-    A checkpoint saved with a different config is refused before anything is built."""
+    A checkpoint saved with a different config is refused before anything is built. A start that fails
+    leaves no empty folder that it created (the workdir, its checkpoints/)."""
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    created = [d for d in (ckpt_dir, workdir) if not os.path.exists(d)]  # innermost first
     check_workdir(workdir)
-    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), cfg.keep_ckpts, cfg.async_ckpt)
+    checkpoints = Checkpoints(ckpt_dir, cfg.keep_ckpts, cfg.async_ckpt)
     try:
-        check_resumable(checkpoints, cfg, workdir)
-    except ConfigError:
+        return _build(cfg, workdir, checkpoints)
+    except BaseException:
         checkpoints.close()
+        for d in created:
+            try:
+                os.rmdir(d)  # only when still empty
+            except OSError:
+                pass
         raise
+
+
+def _build(cfg: TrainConfig, workdir: str, checkpoints: Checkpoints) -> Run:
+    """`setup` once the checkpoints are open."""
+    check_resumable(checkpoints, cfg, workdir)
     mesh = make_mesh(fsdp=cfg.mesh_fsdp)
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
     if cfg.batch_size % shards or cfg.batch_size % jax.process_count():
-        checkpoints.close()
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {shards} batch shards "
                           f"and {jax.process_count()} processes")
     task = build_task(cfg, mesh, workdir)

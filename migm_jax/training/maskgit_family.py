@@ -189,7 +189,7 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
         try:
             tcfg = MaskTransformerConfig(**teacher)
             vcfg = VQGANConfig.from_dict(cfg.teacher["vqgan"]) if "vqgan" in cfg.teacher else None
-        except (TypeError, KeyError) as e:
+        except (TypeError, KeyError, ValueError) as e:
             raise ConfigError(f"teacher: {e}") from None
         configs = {"transformer": tcfg.to_dict()}
         params = {"transformer": random_teacher(tcfg)(jax.random.PRNGKey(cfg.seed + 1))}
