@@ -20,6 +20,7 @@ from migm_jax.apps import dimoo, maskgit
 from migm_jax.apps.checks import check_sample_args
 from migm_jax.apps.rows import default_note
 from migm_jax.assets import DEMO_EMOJI, DEMO_MASKGIT
+from migm_jax.launch import add_launch_args, error_line, initialize, leave
 from migm_jax.sampling.schedules import check_budget
 from migm_jax.weights import read_config
 
@@ -84,10 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--save-each", action="store_true", help="also write one PNG per image")
     groups = {family: app.add_sample_args(p, shown if family == shown_family else None) for family, app in APPS.items()}
+    add_launch_args(p)
     args = p.parse_args(argv)
     args.family_options = {family: given_options(args, group) for family, group in groups.items()}
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    initialize(args)  # several processes (launch settings): before JAX picks its devices
     import jax
 
     from migm_jax.models.layers import attention_for
@@ -112,8 +115,8 @@ def check_family_options(args: argparse.Namespace, family: str) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
     try:
+        args = parse_args(argv)
         if args.demo_model and args.weights:
             raise ValueError("--demo-model (an embedded model) and --weights exclude each other; give one of them")
         args.weights = weights_of(args.weights, args.demo_model)
@@ -131,8 +134,8 @@ def main(argv=None) -> int:
             dimoo.list_prompts(args)
         else:
             APPS[family].run_sample(args)
-    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # CheckpointError and LaunchError are ValueErrors
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: stopped, nothing written", file=sys.stderr)
@@ -148,4 +151,4 @@ if __name__ == "__main__":
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    sys.exit(code)
+    leave(code)

@@ -2,6 +2,7 @@
 and one line for settings that cannot work, before anything is started."""
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,33 @@ def test_settings_that_cannot_work_are_one_line(argv, env, msg):
 
 def test_entry_points_refuse_them_in_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.syspath_prepend(str(ROOT))
+    import sample
     import train
+    from migm_jax.eval.__main__ import main as eval_main
     from migm_jax.training import makedata
 
     bad = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "5"]
     smoke = str(ROOT / "configs" / "smoke.py")
     assert train.main(["--config", smoke, "--workdir", str(tmp_path / "w"), *bad]) == 2
     assert makedata.main(["--config", smoke, "--out", str(tmp_path / "d"), "--images", "2", *bad]) == 2
+    assert sample.main(["--demo-model", "random", "--out", str(tmp_path / "s.png"), *bad]) == 2
+    inception = ["--inception", str(tmp_path / "i.pth"), "--out"]
+    assert eval_main(["ref-stats", "--images", str(tmp_path), *inception, str(tmp_path / "r.npz"), *bad]) == 2
+    assert eval_main(["fid", "--weights", str(tmp_path), "--ref-stats", str(tmp_path / "r.npz"), *inception,
+                      str(tmp_path / "f.json"), *bad]) == 2
     line = "error: --process-id 5 is out of range for 2 processes: use 0 .. 1"
-    assert capsys.readouterr().err.splitlines() == [line, line]
-    assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()
+    assert capsys.readouterr().err.splitlines() == [line] * 5
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_entry_points_accept_them(monkeypatch):
+    """The FID commands and sample.py take the launch settings (one process here: nothing is started)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import sample
+    from migm_jax.eval import cli_inception
+
+    one = ["--coordinator", "127.0.0.1:1", "--num-processes", "1", "--process-id", "0"]
+    assert sample.parse_args(["--demo-model", "random", *one]).num_processes == 1
+    for command in (["ref-stats", "--images", "x"], ["fid", "--weights", "w", "--ref-stats", "r.npz"]):
+        args = cli_inception.parse_args([*command, "--inception", "i.pth", "--out", "o", *one, "--multihost"])
+        assert (args.coordinator, args.process_id, args.multihost) == ("127.0.0.1:1", 0, True)

@@ -6,6 +6,8 @@
 
 Generated and reference images go through the same preprocessing of the chosen flavor (default torch-fidelity,
 what the paper's numbers use); `fid` continues an interrupted run when given the same arguments again.
+Several processes (hosts) run the same command, each with its own --process-id (launch settings: see
+`python -m migm_jax.eval fid --help`); the feature moments are reduced over all of them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from migm_jax.eval.plot import pareto_plot
 from migm_jax.eval.refstats import image_list, read_ref_stats, reference_statistics, write_ref_stats
 from migm_jax.eval.stats import check_batch_size, on_mesh, summary
 from migm_jax.files import check_output_file
+from migm_jax.launch import add_launch_args
 from migm_jax.sharding import make_mesh
 from migm_jax.weights import read_config
 
@@ -55,6 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                      "original does to real and generated images alike (the fid command does it to the samples)")
     add_inception_args(ref, 64)
     ref.add_argument("--out", required=True, help="statistics .npz to write (mu, sigma, num_images)")
+    add_launch_args(ref)
     fid = sub.add_parser("fid", help="FID and Inception Score of each sampler configuration",
                          description="FID against reference statistics, Inception Score and seconds per image of "
                                      "vanilla N and, per budget B, fewer_steps / reuse / shortcut; rerunning the same "
@@ -72,6 +76,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_compute_args(fid)
     fid.add_argument("--out", required=True, help="results JSON to write (and to continue, when it exists)")
     fid.add_argument("--plot", help="Pareto plot PNG to write")
+    add_launch_args(fid)
     return p.parse_args(argv)
 
 
