@@ -20,7 +20,7 @@ from migm_jax.apps import dimoo, maskgit
 from migm_jax.apps.checks import check_sample_args
 from migm_jax.apps.rows import default_note
 from migm_jax.assets import DEMO_EMOJI, DEMO_MASKGIT
-from migm_jax.launch import add_launch_args, error_line, initialize, leave
+from migm_jax.launch import INTERRUPTED, add_launch_args, error_line, initialize, leave, leave_at_once
 from migm_jax.sampling.schedules import check_budget
 from migm_jax.weights import read_config
 
@@ -143,12 +143,6 @@ def main(argv=None) -> int:
     return 0
 
 
-INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
-
 if __name__ == "__main__":
     code = main()
-    if code == INTERRUPTED:  # a device call abandoned in its thread would abort the interpreter's teardown: skip it
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    leave(code)
+    (leave_at_once if code == INTERRUPTED else leave)(code)

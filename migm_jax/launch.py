@@ -185,6 +185,15 @@ def _exit_at_once(code: int) -> NoReturn:
     os._exit(code)
 
 
+INTERRUPTED = 130  # the shell's status for a process ended by Ctrl-C (128 + SIGINT)
+
+
+def leave_at_once(code: int) -> NoReturn:
+    """Exits with `code` skipping the interpreter's teardown: for a run interrupted while a device call
+    runs on in a thread it abandoned (migm_jax.apps.rows.interruptible), on which the teardown would abort."""
+    _exit_at_once(code)
+
+
 def leave(code: int) -> NoReturn:
     """sys.exit(code) for an entry point's main(); with several processes a failed one (status 1..127)
     exits at once, skipping JAX's shutdown barrier (see the module docstring). A run stopped by a signal

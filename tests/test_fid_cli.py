@@ -9,6 +9,9 @@ import dataclasses
 import json
 import os
 import pickle
+import signal
+import threading
+import time
 import zipfile
 
 import jax
@@ -169,7 +172,9 @@ def test_folder_statistics_are_those_of_its_images_in_order(files, tmp_path):
 
 def test_ref_stats_command_writes_inception_statistics(files):
     with np.load(files["ref"]) as z:
-        assert sorted(z.files) == ["mu", "num_images", "sigma"] and int(z["num_images"]) == 4
+        assert sorted(z.files) == ["flavor", "minmax", "mu", "num_images", "resize_crop", "sigma"]
+        assert int(z["num_images"]) == 4 and str(z["flavor"]) == "torch-fidelity"  # how they were made, recorded
+        assert int(z["resize_crop"]) == 0 and not bool(z["minmax"])
         assert z["mu"].dtype == z["sigma"].dtype == np.float64 and z["sigma"].shape == (2048, 2048)
         assert np.all(z["mu"] >= 0) and z["mu"].max() > 0 and np.allclose(z["sigma"], z["sigma"].T)  # ReLU pool
 
@@ -215,6 +220,31 @@ def test_killed_run_resumes_to_the_same_results(files, uninterrupted, tmp_path, 
     assert main(fid_args(files, out)) == 0 and not killer.calls and out.read_text() == finished  # nothing left to run
 
 
+def test_ctrl_c_stops_at_once_with_one_line_and_keeps_the_journal(files, tmp_path, monkeypatch, capsys):
+    out, calls, release, generate = tmp_path / "r.json", [], threading.Event(), run.generate_batch
+    monkeypatch.setattr(run, "SAVE_EVERY", 1)
+
+    def blocked(*args):  # batch 1 runs and is saved; Ctrl-C while batch 2 would take a minute
+        calls.append(1)
+        if len(calls) == 2:
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            release.wait(60)
+            raise RuntimeError("released")
+        return generate(*args)
+
+    monkeypatch.setattr(run, "generate_batch", blocked)
+    t0 = time.perf_counter()
+    try:
+        code = main(fid_args(files, out))
+    finally:
+        release.set()
+    assert code == 130 and time.perf_counter() - t0 < 50
+    assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+        "interrupted: stopped; the same command continues from the last saved batch"]
+    with np.load(run.sidecar_path(str(out))) as z:  # the journal is kept for the rerun
+        assert str(z["mode"]) == "vanilla" and int(z["batches_done"]) == 1
+
+
 def without_timing(result):
     rows = [{k: v for k, v in r.items() if k != "seconds_per_image"} for r in result["results"]]
     return rows, {k: v for k, v in result["settings"].items() if k != "date"}, result["complete"]
@@ -234,6 +264,16 @@ def test_one_line_errors(files, uninterrupted, tmp_path, capsys):
     err = error_of(capsys, fid_args({**files, "ref": str(small)}, tmp_path / "r.json"))
     assert err == (f"error: {small} holds statistics of 16-d features, the Inception pool features are 2048-d; "
                    "compute the reference statistics with ref-stats (same Inception)")
+    png = tmp_path / "samples.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    err = error_of(capsys, fid_args({**files, "ref": str(png)}, tmp_path / "r.json"))
+    assert err == (f"error: {png} is not a statistics file (an .npz of ref-stats or pytorch-fid, or torch-fidelity's "
+                   "cached statistics); compute one with `python -m migm_jax.eval ref-stats`")
+    png.unlink()  # the folder below must hold no image
+    err = error_of(capsys, fid_args(files, tmp_path / "r.json", "--flavor", "pytorch-fid"))
+    assert err == (f"error: {files['ref']} holds statistics of torch-fidelity features, this run computes pytorch-fid "
+                   "ones; pass --flavor torch-fidelity, or compute the statistics again with ref-stats --flavor "
+                   "pytorch-fid")
     err = error_of(capsys, fid_args(files, tmp_path / "r.json", "--num-samples", "1"))
     assert err == "error: --num-samples must be >= 2 (a covariance needs two images), got 1"
     err = error_of(capsys, fid_args(files, uninterrupted, "--num-samples", "12"))

@@ -25,7 +25,8 @@ from migm_jax.eval.inception import WEIGHTS
 from migm_jax.eval.inception_preprocess import FLAVORS
 from migm_jax.eval.plan import check_budgets
 from migm_jax.eval.plot import pareto_plot
-from migm_jax.eval.refstats import image_list, read_ref_stats, reference_statistics, write_ref_stats
+from migm_jax.eval.refstats import (check_ref_stats_flavor, image_list, read_ref_stats, reference_statistics,
+                                    write_ref_stats)
 from migm_jax.eval.stats import check_batch_size, on_mesh, summary
 from migm_jax.files import check_output_file
 from migm_jax.launch import add_launch_args
@@ -57,7 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ref.add_argument("--minmax", action="store_true", help="min-max stretch each image to [0, 255] first, as the "
                      "original does to real and generated images alike (the fid command does it to the samples)")
     add_inception_args(ref, 64)
-    ref.add_argument("--out", required=True, help="statistics .npz to write (mu, sigma, num_images)")
+    ref.add_argument("--out", required=True, help="statistics .npz to write (mu, sigma, num_images; flavor, "
+                     "resize_crop, minmax: how they were made; fid refuses statistics of another flavor)")
     add_launch_args(ref)
     fid = sub.add_parser("fid", help="FID and Inception Score of each sampler configuration",
                          description="FID against reference statistics, Inception Score and seconds per image of "
@@ -99,7 +101,7 @@ def run_ref_stats(args: argparse.Namespace) -> None:
     mesh = make_mesh()
     extractor = on_mesh(inception_extractor(args.inception, args.flavor), mesh)
     stats = reference_statistics(images, extractor, mesh, args.batch_size, args.resize_crop, args.minmax)
-    write_ref_stats(args.out, stats)
+    write_ref_stats(args.out, stats, args.flavor, args.resize_crop, args.minmax)
     print(f"wrote {args.out} ({stats.count} images)")
 
 
@@ -109,6 +111,7 @@ def run_fid(args: argparse.Namespace) -> None:
     check_run_args(args, needs_budgets=bool(budget_modes))
     check_inception_file(args.inception, args.flavor)
     read_ref_stats(args.ref_stats)
+    check_ref_stats_flavor(args.ref_stats, args.flavor)
     if not os.path.isdir(args.weights):
         raise ValueError(f"--weights: no weights directory at {args.weights}")
     family = FAMILIES["maskgit"]

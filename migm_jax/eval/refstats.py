@@ -142,10 +142,28 @@ def reference_statistics(images: ImageList, extractor: Extractor, mesh: Mesh, ba
     return stats
 
 
-def write_ref_stats(path: str, stats: FeatureStats) -> None:
-    """Writes mu, sigma (float64) and num_images to the .npz `path`, atomically."""
+def write_ref_stats(path: str, stats: FeatureStats, flavor: str | None = None, resize_crop: int | None = None,
+                    minmax: bool = False) -> None:
+    """Writes mu, sigma (float64), num_images and how the features were made (flavor when known,
+    resize_crop: 0 for none, minmax) to the .npz `path`, atomically."""
     mu, sigma = stats.mean_cov()
-    write_files_atomically([(path, lambda f: np.savez(f, mu=mu, sigma=sigma, num_images=np.int64(stats.count)))])
+    made = {"resize_crop": np.int64(resize_crop or 0), "minmax": np.bool_(minmax)}
+    if flavor is not None:
+        made["flavor"] = np.str_(flavor)
+    write_files_atomically([(path, lambda f: np.savez(f, mu=mu, sigma=sigma, num_images=np.int64(stats.count),
+                                                       **made))])
+
+
+def check_ref_stats_flavor(path: str, flavor: str) -> None:
+    """One-line ValueError when the statistics file `path` records (ref-stats does) another preprocessing
+    flavor than `flavor`; files that record none (pytorch-fid's, torch-fidelity's) pass."""
+    if not zipfile.is_zipfile(path) or not path.lower().endswith(".npz"):
+        return
+    with np.load(path) as z:
+        recorded = str(z["flavor"]) if "flavor" in z.files else None
+    if recorded is not None and recorded != flavor:
+        raise ValueError(f"{path} holds statistics of {recorded} features, this run computes {flavor} ones; pass "
+                         f"--flavor {recorded}, or compute the statistics again with ref-stats --flavor {flavor}")
 
 
 def read_ref_stats(path: str, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -159,6 +177,9 @@ def read_ref_stats(path: str, dim: int | None = None) -> tuple[np.ndarray, np.nd
         content = load_torch_file(path)
         keys = list(content) if isinstance(content, dict) else []
         mu, sigma = (content.get("mu"), content.get("sigma")) if keys else (None, None)
+    elif not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a statistics file (an .npz of ref-stats or pytorch-fid, or torch-fidelity's "
+                         "cached statistics); compute one with `python -m migm_jax.eval ref-stats`")
     else:
         try:
             with np.load(path) as z:
