@@ -459,7 +459,13 @@ def test_gpu_only_attention_is_refused_before_any_work_off_gpu(cli, tmp_path):
     ("teacher.heads=3", "teacher: hidden 32 is not divisible by heads=3"),
     ("shortcut.heads=3", "shortcut width 16 is not divisible by heads=3"),
 ])
-def test_head_counts_that_do_not_divide_are_one_line_and_leave_no_folders(cli, tmp_path, setting, msg):
+def test_head_counts_that_do_not_divide_are_one_line_and_leave_no_folders(cli, tmp_path, monkeypatch, setting, msg):
+    from migm_jax.training import maskgit_family
+
+    def built(*args):
+        raise AssertionError("the teacher was built before the settings were checked")
+
+    monkeypatch.setattr(maskgit_family, "random_teacher", built)
     code, err, _ = cli("train.py", "--config", SMOKE, "--workdir", str(tmp_path / "w"), "--set", setting)
     assert code == 2
     one_line(err, msg)

@@ -176,6 +176,7 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
     Base configs/params: the teacher's weights-dir modules (transformer, vqgan, ...) minus any
     shortcut; export adds the trained shortcut to them.
     """
+    vcfg = None
     if cfg.teacher_weights:
         family_name, configs, params = load_weights(cfg.teacher_weights)
         params = as_float32(params)  # weights may be stored in bfloat16
@@ -191,10 +192,8 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
             vcfg = VQGANConfig.from_dict(cfg.teacher["vqgan"]) if "vqgan" in cfg.teacher else None
         except (TypeError, KeyError, ValueError) as e:
             raise ConfigError(f"teacher: {e}") from None
-        configs = {"transformer": tcfg.to_dict()}
-        params = {"transformer": random_teacher(tcfg)(jax.random.PRNGKey(cfg.seed + 1))}
-        if vcfg is not None:  # a random decoder too, e.g. to exercise the sample grids
-            configs["vqgan"], params["vqgan"] = vcfg.to_dict(), random_vqgan(vcfg, tcfg.grid)(jax.random.PRNGKey(cfg.seed + 3))
+        configs = {"transformer": tcfg.to_dict(), **({"vqgan": vcfg.to_dict()} if vcfg is not None else {})}
+        params = None  # random, once every setting is checked (below)
     try:
         scfg = MaskGITShortcutConfig(**{**cfg.shortcut, "hidden": tcfg.hidden})
         sampling = trajectory_sampling(cfg.sampling)
@@ -203,6 +202,10 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
         raise ConfigError(f"shortcut/sampling: {e}") from None
     if scfg.width % scfg.heads:
         raise ConfigError(f"shortcut width {scfg.width} is not divisible by heads={scfg.heads}")
+    if params is None:
+        params = {"transformer": random_teacher(tcfg)(jax.random.PRNGKey(cfg.seed + 1))}
+        if vcfg is not None:  # a random decoder too, e.g. to exercise the sample grids
+            params["vqgan"] = random_vqgan(vcfg, tcfg.grid)(jax.random.PRNGKey(cfg.seed + 3))
     init = None
     if cfg.init_shortcut:
         _, sconfigs, sparams = load_weights(cfg.init_shortcut)
