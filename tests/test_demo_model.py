@@ -1,6 +1,6 @@
 """The embedded demos. Text-to-image (migm_jax/assets/demo/emoji): `python sample.py` draws the prompted emoji.
 MaskGIT (migm_jax/assets/demo/maskgit): `sample.py --demo-model maskgit` writes its
-labelled grid into an empty directory and nothing else, and its vanilla images are mostly of the requested
+grid into an empty directory and nothing else, and its vanilla images are mostly of the requested
 class by the demo's feature classifier; the shipped weights are trained (held-out images: the VQGAN
 reconstructs them, the transformer predicts their masked codes far above chance)."""
 
@@ -23,7 +23,9 @@ from migm_jax.data.shapes import render_batch
 from migm_jax.weights import as_float32, load_weights
 
 
-def test_maskgit_demo_writes_one_labelled_grid_of_both_modes(tmp_path, monkeypatch, capsys):
+def test_maskgit_demo_is_one_option_away_and_draws_the_requested_classes(tmp_path, monkeypatch, capsys):
+    """`sample.py --demo-model maskgit --mode vanilla`: one image per class (the two-row grid of both modes is
+    the text-to-image demo's test below; the same code draws both families' rows)."""
     drawn = []  # (sampling, labels, images) of every generate() call the CLI makes
 
     def spy(models, params, sampling, labels, *rest):
@@ -34,17 +36,13 @@ def test_maskgit_demo_writes_one_labelled_grid_of_both_modes(tmp_path, monkeypat
     real = maskgit.generate
     monkeypatch.setattr(maskgit, "generate", spy)
     monkeypatch.chdir(tmp_path)
-    assert sample.main(["--demo-model", "maskgit"]) == 0
-    out = capsys.readouterr().out
-    assert "vanilla N=16 (16 base-model steps): compile" in out and "shortcut N=16 B=8 (8 base-model steps): compile" in out
+    assert sample.main(["--demo-model", "maskgit", "--mode", "vanilla"]) == 0
+    assert "vanilla N=16 (16 base-model steps): compile" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir()] == ["samples.png"]
-    grid = np.asarray(Image.open(tmp_path / "samples.png").convert("RGB"))
-    # 10 columns and 2 rows of 128 px images (64 px shown twice enlarged), names above each
-    assert grid.shape == (14 + 2 * (14 + 128 + 2) + 2, 10 * (128 + 2) + 2, 3)
-    assert grid[28:28 + 128, 2:2 + 128].std() > 10  # an image, not a blank tile
+    assert np.asarray(Image.open(tmp_path / "samples.png").convert("RGB")).std() > 10
 
-    (vanilla, labels, images), (shortcut, _, _) = drawn
-    assert (vanilla.mode, vanilla.steps, shortcut.mode, shortcut.budget) == ("vanilla", 16, "shortcut", 8)
+    [(vanilla, labels, images)] = drawn
+    assert (vanilla.mode, vanilla.steps) == ("vanilla", 16)
     assert list(labels) == list(range(10))  # one image per class
     ccfg, cparams = load_classifier(DEMO_CLASSIFIER)
     logits, _ = FeatureClassifier(ccfg).apply({"params": cparams}, clip_uint8(images))
