@@ -9,6 +9,8 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 
+from migm_jax.memory import program_bytes
+
 
 FP8_GEMM = "__cublas$lt$matmul$f8"  # XLA's custom-call target of a cuBLASLt FP8 GEMM (GPU)
 
@@ -23,15 +25,9 @@ class Timing(NamedTuple):
 
 
 def program_gib(compiled) -> Optional[float]:
-    """Arguments + outputs + temporaries of a compiled XLA program (aliased buffers counted once), in GiB.
-
-    Unlike the allocator's process-wide high-water mark, this excludes what compilation and autotuning
-    tried to allocate on the side, so it is the memory a device must have to run this call."""
-    m = compiled.memory_analysis()
-    if m is None:
-        return None
-    used = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
-    return used / 2**30
+    """`migm_jax.memory.program_bytes` in GiB: the device memory the compiled call needs."""
+    used = program_bytes(compiled)
+    return None if used is None else used / 2**30
 
 
 def timed(fn, *args, repeats: int) -> Timing:

@@ -92,3 +92,17 @@ def test_ctrl_c_ends_the_run_at_once_with_one_line_and_no_file(tmp_path, monkeyp
     code, _, err = run(capsys, "--demo-model", "random", "--out", str(tmp_path / "s.png"))
     assert code == 130 and err == "interrupted: stopped, nothing written"
     assert time.perf_counter() - t0 < 30 and not (tmp_path / "s.png").exists()
+
+
+def test_a_program_larger_than_the_device_is_one_line_before_it_runs(standin, tmp_path, monkeypatch, capsys):
+    """What XLA's memory analysis of the compiled sampler asks against what the device has, in one line
+    (here the device is made to hold 1 MiB), and no image file."""
+    from migm_jax import memory
+
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 2**20)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--weights", standin, "--mode", "vanilla")
+    [line] = [x for x in err.replace("\r", "\n").splitlines() if "error" in x]
+    assert code == 2 and line.startswith("error: sampling vanilla N=6 at batch 3 needs "), err
+    assert "MiB of memory per device, the cpu has 1.0 MiB; use a smaller image size or --batch-size" in line, err
+    assert list(tmp_path.iterdir()) == []

@@ -13,8 +13,10 @@ import numpy as np
 from tqdm import tqdm
 
 from migm_jax.images import save_images, save_labelled_grid
+from migm_jax.memory import HINT, check_fits
 from migm_jax.sampling.noise import image_keys
 from migm_jax.sampling.schedules import BUDGET_MODES
+from migm_jax.weights import first_line, out_of_memory
 
 
 def describe(sampling) -> str:
@@ -65,13 +67,20 @@ def generate(fn, params: Any, batch_of: Callable[[np.ndarray], Any], n: int, bat
         t0 = time.perf_counter()
         compiled = fn.lower(params, batch_of(padded_rows(0, batch_size, n)), image_keys(key, 0, batch_size)).compile()
         compile_s = time.perf_counter() - t0
+        check_fits(compiled, f"sampling {desc} at batch {batch_size}")
         bar.set_description(desc)
         bar.reset()  # the rate and ETA count sampling only
         images, times = [], []
         for start in starts:
             batch = batch_of(padded_rows(start, batch_size, n))
             t0 = time.perf_counter()
-            out = jax.block_until_ready(compiled(params, batch, image_keys(key, start, batch_size)))
+            try:
+                out = jax.block_until_ready(compiled(params, batch, image_keys(key, start, batch_size)))
+            except Exception as e:  # noqa: BLE001  the device's own out-of-memory error: one line, not a traceback
+                if not out_of_memory(e):
+                    raise
+                raise ValueError(f"sampling {desc} at batch {batch_size} ran out of device memory ({first_line(e)}); "
+                                 f"{HINT}") from None
             times.append(time.perf_counter() - t0)
             images.append(np.asarray(out["images"])[: n - start])
             bar.update()
