@@ -29,18 +29,18 @@ def dataset_dir(data_dir: str) -> str:
     return os.path.join(data_dir, NAME, VERSION)
 
 
-def _tfds():
+def import_tfds(what: str = "image datasets on disk"):
+    """The tensorflow_datasets module, or one ImportError line naming `what` needs it and the extra to install."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise ImportError("image datasets on disk need tensorflow-datasets and array-record: "
-                          "pip install 'migm-jax[data]'") from None
+        raise ImportError(f"{what} need tensorflow-datasets and array-record: pip install 'migm-jax[data]'") from None
     return tfds
 
 
 def record_features(resolution: int):
     """TFDS FeaturesDict of one record: image (R, R, 3) uint8 bytes, label int32, caption text, index int64."""
-    f = _tfds().features
+    f = import_tfds().features
     return f.FeaturesDict({
         "image": f.Tensor(shape=(resolution, resolution, 3), dtype=np.uint8, encoding=f.Encoding.BYTES),
         "label": np.int32, "caption": f.Text(), "index": np.int64})
@@ -95,7 +95,7 @@ def write_split(data_dir: str, split: str, records: Iterable[tuple[np.ndarray, i
     **split_meta}. Splits written before are kept. Returns the dataset folder."""
     if n_records < 1 or records_per_shard < 1:
         raise ValueError(f"need n_records >= 1 and records_per_shard >= 1, got {n_records} and {records_per_shard}")
-    tfds = _tfds()
+    tfds = import_tfds()
     out = dataset_dir(data_dir)
     meta = _merged_meta(out, meta)
     os.makedirs(out, exist_ok=True)
@@ -145,7 +145,7 @@ class ImageReader:
             raise ValueError(f"{data_dir} has no split {split!r} (has {', '.join(self.meta['splits'])}); "
                              f"see python -m migm_jax.data {self.meta['builder']} --help")
         self.resolution = self.meta["resolution"]
-        self.source = _tfds().data_source(f"{NAME}:{VERSION}", data_dir=data_dir, split=split)
+        self.source = import_tfds().data_source(f"{NAME}:{VERSION}", data_dir=data_dir, split=split)
 
     def __len__(self) -> int:
         return len(self.source)

@@ -19,6 +19,8 @@ import os
 import ml_dtypes  # noqa: F401  registers the 'bfloat16' dtype name that TFDS reads back from the metadata
 import numpy as np
 
+from migm_jax.data.records import import_tfds
+
 NAME, VERSION = "migm_trajectories", "1.0.0"
 META_FILE = "migm_meta.json"
 TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -29,12 +31,7 @@ def version_dir(data_dir: str) -> str:
 
 
 def _tfds():
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise ImportError("trajectory datasets need tensorflow-datasets and array-record: "
-                          "pip install 'migm-jax[data]'") from None
-    return tfds
+    return import_tfds("trajectory datasets")
 
 
 def record_features(traj: dict):
