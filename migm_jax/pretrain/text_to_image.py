@@ -180,12 +180,16 @@ class TextToImageTask(PretrainTask):
         return DiMOOModels(self.lcfg, self.layout, vq=self.vcfg, dtype=self.cfg.compute_dtype,
                            attention_impl=self.cfg.attention_impl)
 
+    @functools.cached_property
+    def _sampler(self):
+        """The previews' vanilla sampler, built (and compiled) once per task, not at every validation."""
+        return build_sampler(self.models, self.sampling)
+
     def preview(self, state, path):
         """Vanilla DiMOO samples (cfg.sampling, fixed key) of `preview_prompts`: validation row(s), then train."""
         prompts = self.preview_prompts()
         batch = build_sequences(self.tokenizer, prompts, self.size, self.size, self.layout, self.vcfg.scale_factor)
-        out = build_sampler(self.models, self.sampling)({"llada": state.ema, "vq": self.vq_params}, batch,
-                                                        jax.random.PRNGKey(self.cfg.seed + 4))
+        out = self._sampler({"llada": state.ema, "vq": self.vq_params}, batch, jax.random.PRNGKey(self.cfg.seed + 4))
         save_images(np.asarray(out["images"]), path, nrow=self.cfg.preview_images)
         return path
 
