@@ -6,13 +6,13 @@ The Noto style is drawn with Pillow's own font (letters) instead of the colour e
 import io
 import json
 import os
-import tarfile
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
+from debs import deb_with
 from migm_jax.data import emoji_draw
 from migm_jax.data.emoji import TWEMOJI_PNGS, candidate_emoji, tone_name, twemoji_png
 
@@ -148,23 +148,10 @@ def test_build_reads_back(sample, letter_font, tmp_path):
     assert run(args) == 0 and ImageReader(out, "train").read([6])["caption"].tolist() == data["caption"][6:].tolist()
 
 
-def deb_with(font: bytes) -> bytes:
-    """A minimal Debian package (ar archive) whose data.tar.xz holds `font` where the Noto package keeps it."""
-    tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w:xz") as tar:
-        info = tarfile.TarInfo("./usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
-        info.size = len(font)
-        tar.addfile(info, io.BytesIO(font))
-    out = b"!<arch>\n"
-    for name, data in (("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"), ("data.tar.xz", tar_bytes.getvalue())):
-        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode() + data + b"\n" * (len(data) % 2)
-    return out
-
-
 def test_font_comes_out_of_a_deb(tmp_path):
     from migm_jax.data.emoji_sources import font_from_deb
 
-    (tmp_path / "noto.deb").write_bytes(deb_with(b"font bytes"))
+    (tmp_path / "noto.deb").write_bytes(deb_with({"usr/share/fonts/truetype/noto/NotoColorEmoji.ttf": b"font bytes"}))
     path = font_from_deb(str(tmp_path / "noto.deb"), str(tmp_path))
     assert open(path, "rb").read() == b"font bytes" and os.path.basename(path) == "NotoColorEmoji.ttf"
     (tmp_path / "bad.deb").write_bytes(b"PK not a deb")

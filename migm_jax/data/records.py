@@ -21,7 +21,7 @@ from migm_jax.files import read_json, write_files_atomically
 NAME, VERSION = "migm_images", "1.0.0"
 META_FILE = "meta.json"
 TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
-BUILD_HINT = "build one with python -m migm_jax.data {shapes,emoji} --out DIR (see --help)"
+BUILD_HINT = "build one with python -m migm_jax.data {shapes,emoji,fashion} --out DIR (see --help)"
 
 
 def dataset_dir(data_dir: str) -> str:
