@@ -6,7 +6,7 @@ classifier); resumes from --workdir.
   python train.py --config configs/maskgit_imagenet.py --workdir runs/maskgit --set lr=3e-4
   python train.py --config configs/smoke.py --workdir /tmp/smoke --set total_steps=20
   python train.py --config configs/maskgit_imagenet.py --workdir runs/maskgit --export   # EMA -> weights dir + .pth
-  python train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan                # base models: see README
+  python train.py --config configs/fashion_vqgan.py --workdir runs/fashion_vqgan             # base models: see README
 
 Writes <workdir>/metrics.jsonl (one JSON object per optimizer step) and <workdir>/checkpoints/.
 SIGTERM or Ctrl-C stops after the step in progress and checkpoints it (exit status 128 + the signal
