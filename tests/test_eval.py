@@ -79,11 +79,17 @@ def weights(tmp_path_factory):
     return str(root / "maskgit"), str(root / "classifier")
 
 
-def test_cli_end_to_end(weights, tmp_path, capsys, monkeypatch):
+def test_cli_end_to_end(weights, tmp_path_factory, capsys, monkeypatch):
+    from migm_jax.data import write_shapes
     from migm_jax.eval import run
 
+    data = str(tmp_path_factory.mktemp("shapes"))  # 8 train and 12 test images on disk (the weights draw 64 px)
+    for split, n in (("train", 8), ("test", 12)):
+        write_shapes(data, split, n, progress=False)
+    tmp_path = tmp_path_factory.mktemp("run")
     out, png = tmp_path / "r.json", tmp_path / "p.png"
-    argv = ["--weights", weights[0], "--classifier", weights[1], "--num-samples", "8", "--seeds", "1", "--steps", "4",
+    argv = ["--weights", weights[0], "--classifier", weights[1], "--data", data, "--reference-samples", "12",
+            "--num-samples", "8", "--seeds", "1", "--steps", "4",
             "--cfg", "2.5", "--attention", "xla", "--budgets", "2", "--out", str(out), "--plot", str(png)]
     assert main(argv) == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
@@ -95,7 +101,7 @@ def test_cli_end_to_end(weights, tmp_path, capsys, monkeypatch):
     vanilla = rows[("vanilla", 4, 4)]  # fidelity to itself; the others' to it
     assert vanilla["equal_tokens"] == 1.0 and vanilla["psnr"] == 100.0
     assert all(r["equal_tokens"] < 1 and 0 < r["psnr"] < 100 for r in rows.values() if r is not vanilla)
-    assert np.isfinite(result["reference"]["fid_train_vs_test"]) and result["reference"]["num_samples"] == 8
+    assert np.isfinite(result["reference"]["fid_train_vs_test"]) and result["reference"]["num_samples"] == 12
     shared = result["settings"]["sampling"]  # --steps and --cfg given, r_temp from the weights' config
     assert (shared["steps"], shared["cfg_w"], shared["r_temp"]) == (4, 2.5, 4.5)
     assert result["settings"]["attention"] == "xla"  # jax.nn.dot_product_attention's XLA path, on this CPU

@@ -7,7 +7,7 @@ vanilla and time per image, for MaskGIT (classes) and Lumina-DiMOO (text-to-imag
       --budgets 8 16 32 --out heldout.json --plot heldout.png
 
 The weights' family decides the sampler and the conditions: MaskGIT draws class i % nclass against the
-synthetic shapes; DiMOO draws caption i % n of the --split of --data (or of --prompt-file) against that
+test split of --data (data/fashion: python -m migm_jax.data fashion --out data/fashion); DiMOO draws caption i % n of the --split of --data (or of --prompt-file) against that
 split's images of the same captions (train: seen prompts; heldout: known emoji in a style seen only on others).
 Rerunning the same command continues an interrupted run.
 
@@ -82,6 +82,8 @@ def check_run_args(args: argparse.Namespace, needs_budgets: bool = True) -> None
     mode needs them), output files."""
     if args.num_samples < 2:
         raise ValueError(f"--num-samples must be >= 2 (a covariance needs two images), got {args.num_samples}")
+    if getattr(args, "reference_samples", None) is not None and args.reference_samples < 2:
+        raise ValueError(f"--reference-samples must be >= 2 (a covariance needs two images), got {args.reference_samples}")
     for option, value in (("--seeds", args.seeds), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be >= 1, got {value}")
@@ -121,6 +123,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "weights' family)")
     p.add_argument("--num-samples", type=int, default=2000,
                    help="images per configuration and seed, and real images in the reference (>= 2)")
+    p.add_argument("--reference-samples", type=int, help="real images of the FID reference (default --num-samples; "
+                   "e.g. 10000: the whole Fashion-MNIST test split); the train-vs-test floor uses --num-samples")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per configuration")
     add_sampler_args(p)
     p.add_argument("--budgets", type=int, nargs="+", help="full steps B, 2..N (default: those below N of MaskGIT "
@@ -128,7 +132,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="images per compiled batch (default: the fewest equal batches of at "
                    "most 16 images on CPU, 500 on an accelerator, a multiple of the devices)")
     g = p.add_argument_group("real images and prompts")
-    g.add_argument("--data", help="dataset folder (default: DiMOO data/emoji; MaskGIT the synthetic shapes, rendered)")
+    g.add_argument("--data", help="dataset folder (default: DiMOO data/emoji, MaskGIT data/fashion)")
     g.add_argument("--split", help="DiMOO: the split whose captions are the prompts and whose images the reference: "
                    "train (seen prompts, the default) or heldout")
     g.add_argument("--prompt-file", help="DiMOO: captions of the split to draw, one per line (default: all of them)")
@@ -171,7 +175,7 @@ def run(args: argparse.Namespace) -> None:
         check_budgets(args.budgets, sampling.steps, family.budgets(sampling.steps)), args.num_samples, args.seeds,
         args.batch_size or default_batch_size(args.num_samples, jax.device_count(), jax.default_backend()), dtype,
         attention_impl(args.attention, dtype), "fp8" if args.matmul == "fp8" else None,
-        args.data or family.data, args.split or family.split, args.prompt_file)
+        args.data or family.data, args.split or family.split, args.prompt_file, args.reference_samples)
     result = harness.evaluate(settings, args.out)
     print(f"wrote {args.out}")
     if args.plot:

@@ -2,8 +2,8 @@
 conditions the images are drawn from, and the real images they are judged against.
 
 MaskGIT (class-conditional): image i has class i % nclass (the classifier's classes); its real counterpart is
-image i of the synthetic shapes' 'test' split (rendered on the fly, or a record of --data), and the 'train'
-split gives the real-vs-real floor.
+image i of the 'test' split of --data (default data/fashion; the synthetic shapes, rendered on the fly, when
+data is None), and the 'train' split gives the real-vs-real floor.
 DiMOO (text-to-image): image i is drawn from caption i % n of a dataset split's n captions (in order of first
 appearance, or the lines of a prompt file, each a caption of the split), all tokenized once with the weights'
 tokenizer into one right-padded prompt batch (one compiled shape). Its label is the class of the caption's
@@ -224,10 +224,11 @@ def maskgit_setup(s, configs: dict, configurations: list[Configuration], clf: Cl
     check_resolution(models.vqgan.resolution, clf)
     if clf.nclass > models.transformer.nclass:
         raise ValueError(f"the classifier has {clf.nclass} classes, the generator only {models.transformer.nclass}")
-    for split in ("test", "train") if s.data else ():
-        if len(open_split(s.data, split)) < s.num_samples:
+    needs = {"test": ("--reference-samples", s.reference_samples or s.num_samples), "train": ("--num-samples", s.num_samples)}
+    for split, (flag, count) in needs.items() if s.data else ():
+        if len(open_split(s.data, split)) < count:
             raise ValueError(f"--data {s.data} split {split} holds {len(open_split(s.data, split))} images, fewer "
-                             f"than --num-samples {s.num_samples}")
+                             f"than {flag} {count}")
     return models, Classes(clf.nclass, s.data)
 
 
@@ -282,7 +283,7 @@ class Family:
     dtype: str  # default compute dtype of the base model and the shortcut
     image_conversion: str  # how decoded images become the uint8 the classifier sees
     classifier: str  # default metric network
-    data: str | None  # default dataset (None: the rendered synthetic shapes)
+    data: str  # default dataset
     split: str | None  # default real split
     budgets: Callable[[int], tuple[int, ...]]  # default budgets for N steps
     setup: Callable  # (settings, configs, configurations, classifier config) -> (models, conditions)
@@ -294,7 +295,7 @@ FAMILIES = {
         name="maskgit", sampling=maskgit_sampling.MaskGITSampling, default_steps=16,
         modes=("vanilla", "fewer_steps", "reuse", "shortcut"),
         flags={"cfg": "cfg_w", "sm_temp": "sm_temp", "r_temp": "r_temp"}, dtype="float32",
-        image_conversion="clip_uint8", classifier=DEMO_CLASSIFIER, data=None, split=None,
+        image_conversion="clip_uint8", classifier=DEMO_CLASSIFIER, data=os.path.join("data", "fashion"), split=None,
         budgets=lambda n: (4, 6, 8), setup=maskgit_setup, load=maskgit_load),
     "dimoo": Family(
         name="dimoo", sampling=dimoo_sampling.DiMOOSampling, default_steps=dimoo_sampling.DiMOOSampling.steps,

@@ -2,8 +2,8 @@
 by a feature classifier, for both model families.
 
 The configurations are `plan`'s (vanilla N; per budget B fewer_steps, reuse, ML-Cache (DiMOO) and shortcut),
-the conditions and real images the family's (`families`: MaskGIT classes i % nclass against the synthetic
-shapes; DiMOO captions of a dataset split against that split's images of the same captions). Each row has the
+the conditions and real images the family's (`families`: MaskGIT classes i % nclass against a class
+dataset's test split; DiMOO captions of a dataset split against that split's images of the same captions). Each row has the
 FID in the classifier's penultimate feature space against the real images, the accuracy (the fraction of images
 whose classifier top-1 is the class, or for DiMOO the label of the prompt's emoji: prompt accuracy), the
 fidelity to the vanilla sample of the same seed, condition and noise (fraction of equal tokens, PSNR of the
@@ -57,6 +57,7 @@ class EvalSettings:
     data: str | None = None
     split: str | None = None
     prompt_file: str | None = None
+    reference_samples: int | None = None  # real images of the FID reference (None: num_samples)
 
 
 def settings_record(s: EvalSettings, conditions, family) -> dict:
@@ -83,13 +84,17 @@ def real_statistics(real, plan: Plan, extractor, mesh, bar: tqdm):
     return acc.stats, extractor.net.finish(acc.values())["accuracy"]
 
 
-def reference_statistics(conditions, plan: Plan, extractor, mesh) -> tuple[Reference, dict]:
-    """The reference (the first real set's statistics) and what the results record of the real images: the
-    classifier's accuracy on them and, when the family has a second real set, the FID between the two."""
+def reference_statistics(conditions, plan: Plan, extractor, mesh, reference_samples: int | None = None
+                         ) -> tuple[Reference, dict]:
+    """The reference (the statistics of the first real set's first `reference_samples` images, default the plan's
+    num_samples) and what the results record of the real images: the classifier's accuracy on them and, when the
+    family has a second real set, the FID of its first num_samples images (a generated point's sample size)
+    against the reference: the real-data floor."""
     sets = conditions.real_sets()
-    with tqdm(total=plan.num_samples * len(sets), desc="real images", unit="image") as bar:
-        stats = [real_statistics(real, plan, extractor, mesh, bar) for _, real in sets]
-    record = {"accuracy_real": stats[0][1], "num_samples": plan.num_samples}
+    plans = [Plan(reference_samples or plan.num_samples, 1, plan.batch_size)] + [plan] * (len(sets) - 1)
+    with tqdm(total=sum(p.num_samples for p in plans), desc="real images", unit="image") as bar:
+        stats = [real_statistics(real, p, extractor, mesh, bar) for (_, real), p in zip(sets, plans)]
+    record = {"accuracy_real": stats[0][1], "num_samples": plans[0].num_samples}
     for (name, _), (other, _) in zip(sets[1:], stats[1:]):
         record[f"fid_{name}_vs_{sets[0][0]}"] = frechet_distance(*other.mean_cov(), *stats[0][0].mean_cov())
     return Reference(*stats[0][0].mean_cov()), record
@@ -113,7 +118,7 @@ def evaluate(s: EvalSettings, out: str) -> dict:
     extractor = on_mesh(classifier_extractor(s.classifier), mesh)
     journal = FileJournal(out, settings_record(s, conditions, family))  # refuses another run's results
     pipeline = family.load(s, models, conditions, mesh)
-    reference, journal.extra["reference"] = reference_statistics(conditions, plan, extractor, mesh)
+    reference, journal.extra["reference"] = reference_statistics(conditions, plan, extractor, mesh, s.reference_samples)
     with progress_bar(runs, plan, journal, "sampling (batches x full steps)") as bar:
         for c in runs:
             evaluate_configuration(c, pipeline, extractor, reference, plan, bar, journal, fidelity=True)
