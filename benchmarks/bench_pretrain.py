@@ -1,6 +1,6 @@
 """Base-model training step time (GPU; `--quick` for a tiny CPU check): where a demo training step goes.
 
-For a base-model config (default: configs/demo_transformer.py) it times, after compilation,
+For a base-model config (default: configs/fashion_transformer.py) it times, after compilation,
   * `step`: the jitted train step alone on one batch already on device (forward, backward, AdamW, EMA),
   * `step+data`: the step as `train.py` runs it, reading each batch from the task's in-memory source,
   * `step+data+sync`: that plus fetching each step's metrics (the loop's one host sync per step),
@@ -65,7 +65,7 @@ def bench(cfg, steps: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/demo_transformer.py")
+    p.add_argument("--config", default="configs/fashion_transformer.py")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--attention", nargs="+", default=["none"], help="none (exact XLA) | cudnn | xla")
     p.add_argument("--steps", type=int, default=50, help="timed steps per measurement")

@@ -35,7 +35,7 @@ class TransformerTask(PretrainTask):
         family, configs, params = load_weights(cfg.tokenizer)
         if "vqgan" not in configs:
             raise ConfigError(f"tokenizer {cfg.tokenizer} holds no VQGAN ({', '.join(configs)}); "
-                              "export a vqgan run: train.py --config configs/demo_vqgan.py --workdir W --export")
+                              "export a vqgan run: train.py --config configs/fashion_vqgan.py --workdir W --export")
         self.vcfg = VQGANConfig.from_dict(configs["vqgan"])
         try:
             self.tcfg = MaskTransformerConfig(**cfg.model)
