@@ -121,7 +121,7 @@ def model_tab(gr, drawer: Drawer) -> None:
 
     button.click(run, [condition, steps, budget, mode, cfg, seed, batch, *sizes],
                  [image_v, text_v, image_f, text_f, strip_v, strip_f, status],
-                 concurrency_limit=1, concurrency_id="device")
+                 api_name=f"{key}_generate", concurrency_limit=1, concurrency_id="device")
 
 
 def build_page(drawers: list[Drawer]):
