@@ -36,9 +36,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page never calls home
     try:
         try:
-            import gradio  # noqa: F401
+            import gradio
         except ImportError:
-            raise ImportError("the page needs gradio: pip install -e '.[app]'") from None
+            gradio = None
+        if not hasattr(gradio, "Blocks"):  # not installed (or a stray folder named gradio in the current directory)
+            raise ImportError("the page needs gradio: pip install -e '.[app]'")
         import jax
 
         from migm_jax.apps.drawers import open_drawer

@@ -33,7 +33,7 @@ try:
     from selenium.webdriver.support.ui import WebDriverWait
     MISSING = None
 except ImportError as e:
-    MISSING = f"{e.name} is not installed (pip install -e '.[app,text,test]')"
+    MISSING = f"{e} (pip install -e '.[app,text,test]')"
 # .ci/run installs the browser (and `make test` the extras) and sets this: there a skip would hide a failure
 REQUIRED = os.environ.get("MIGM_BROWSER_TEST") == "required"
 
