@@ -93,11 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     initialize(args)  # several processes (launch settings): before JAX picks its devices
     import jax
 
-    from migm_jax.models.layers import attention_for
+    from migm_jax.models.layers import numerics_for
 
-    if args.dtype == "auto":
-        args.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
-    args.attention = attention_for(args.attention, args.dtype, jax.default_backend())  # None: the exact path
+    args.dtype, args.attention = numerics_for(args.dtype, args.attention, jax.default_backend())  # None: exact attention
     return args
 
 

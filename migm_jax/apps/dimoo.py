@@ -18,8 +18,8 @@ from migm_jax.models.dimoo_shortcut import DiMOOShortcutConfig
 from migm_jax.models.llada import LLaDAConfig
 from migm_jax.models.vqmodel import VQModelConfig
 from migm_jax.sampling.dimoo import DiMOOModels, DiMOOSampling, build_sampler
-from migm_jax.sampling.dimoo_prompts import (TokenLayout, build_sequences, check_size, load_tokenizer, unknown_words,
-                                             word_vocabulary)
+from migm_jax.sampling.dimoo_prompts import (PromptBatch, TokenLayout, build_sequences, check_size, load_tokenizer,
+                                             unknown_words, word_vocabulary)
 from migm_jax.weights import PROMPTS_FILE, TOKENIZER_DIR, load_weights, read_config, save_weights, stored_target
 
 FAMILY = "dimoo"
@@ -129,12 +129,20 @@ def prompts_from_args(args: argparse.Namespace, recommended: Optional[list[str]]
 
 def sampling_from_args(args: argparse.Namespace, mode: str, configs: dict) -> DiMOOSampling:
     """Validated sampler settings for `mode`: the options given, else `defaults(configs)`."""
+    return sampling_for(mode, vars(args), configs)
+
+
+def sampling_for(mode: str, given: dict, configs: dict) -> DiMOOSampling:
+    """Validated sampler settings for `mode` from `given` (sample.py's option dests -> values; an absent or
+    None value takes `defaults(configs)`, the ML-Cache settings DiMOOSampling's)."""
     used = defaults(configs)
-    pick = lambda dest: used[dest] if getattr(args, dest) is None else getattr(args, dest)
+    pick = lambda dest: used[dest] if given.get(dest) is None else given[dest]
+    cache = {field: given[field] for field in ("cache_ratio", "refresh_interval", "warmup_ratio")
+             if given.get(field) is not None}
     steps = pick("steps")
-    sampling = DiMOOSampling(steps=steps, mode=mode, budget=rows.chosen_budget(mode, args.budget, used["budget"], steps),
-                             cfg_scale=pick("cfg"), temperature=pick("temperature"), cache_ratio=args.cache_ratio,
-                             refresh_interval=args.refresh_interval, warmup_ratio=args.warmup_ratio)
+    sampling = DiMOOSampling(steps=steps, mode=mode, budget=rows.chosen_budget(mode, given.get("budget"),
+                                                                               used["budget"], steps),
+                             cfg_scale=pick("cfg"), temperature=pick("temperature"), **cache)
     sampling.validate()
     return sampling
 
@@ -211,6 +219,28 @@ def list_command(weights: str) -> str:
     return "python sample.py --list-prompts" + ("" if same else f" --weights {weights}")
 
 
+def check_samplings(weights: str, configs: dict, models: DiMOOModels, samplings: list[DiMOOSampling], height: int,
+                    width: int) -> tuple[int, int]:
+    """The token grid (gh, gw) of a height x width image; one-line ValueError for a shortcut sampler when the
+    weights hold no shortcut, a size that is not a multiple of the VQ's factor, steps the image cannot take."""
+    if any(s.mode == "shortcut" for s in samplings) and "shortcut" not in configs:
+        raise ValueError(f"{weights} holds no shortcut; convert with a shortcut .pth or use --mode vanilla/reuse/cache")
+    gh, gw = check_size(height, width, models.vq.scale_factor)
+    for sampling in samplings:
+        sampling.validate(gh * gw)
+    return gh, gw
+
+
+def prompt_batch(weights: str, tokenizer, models: DiMOOModels, prompts: list[str], height: int, width: int,
+                 pad_to: Optional[int] = None) -> PromptBatch:
+    """The `PromptBatch` of `prompts` for height x width images (`build_sequences`, prompts padded to at least
+    `pad_to` tokens); one-line ValueError for a word the tokenizer does not know (naming the command that
+    lists the known prompts), an empty or too long prompt."""
+    check_vocabulary(tokenizer, prompts, list_command(weights))
+    return build_sequences(tokenizer, prompts, height, width, models.layout, models.vq.scale_factor,
+                           models.llada.max_sequence_length, pad_to)
+
+
 def run_sample(args: argparse.Namespace) -> None:
     """Samples the prompts (given, else the weights' own) with each requested mode (default: vanilla, and
     the shortcut when the weights hold one and a budget is known: --budget or the weights' recommended
@@ -225,20 +255,14 @@ def run_sample(args: argparse.Namespace) -> None:
     modes = [args.mode] if args.mode else ["vanilla"] + (["shortcut"] if with_shortcut else [])
     samplings = [sampling_from_args(args, mode, configs) for mode in modes]
     prompts = prompts_from_args(args, used["prompts"])
-    if any(s.mode == "shortcut" for s in samplings) and "shortcut" not in configs:
-        raise ValueError(f"{args.weights} holds no shortcut; convert with a shortcut .pth or use --mode vanilla/reuse/cache")
     models = models_of(args.weights, configs, dtype=args.dtype, attention_impl=args.attention,
                        matmul="fp8" if args.matmul == "fp8" else None)
     height = used["height"] if args.height is None else args.height
     width = used["width"] if args.width is None else args.width
-    gh, gw = check_size(height, width, models.vq.scale_factor)
-    for sampling in samplings:
-        sampling.validate(gh * gw)
+    check_samplings(args.weights, configs, models, samplings, height, width)
     tokenizer = load_tokenizer(os.path.join(args.weights, TOKENIZER_DIR), args.trust_remote_code)
-    check_vocabulary(tokenizer, prompts, list_command(args.weights))
     # every prompt error before the weights are read; rows are sliced from this batch (one padded shape)
-    everything = build_sequences(tokenizer, prompts, height, width, models.layout, models.vq.scale_factor,
-                                 models.llada.max_sequence_length)
+    everything = prompt_batch(args.weights, tokenizer, models, prompts, height, width)
 
     mesh = sampling_mesh(args.fsdp, args.tensor)
     fns = [build_sampler(models, sampling, decode=True, mesh=mesh) for sampling in samplings]

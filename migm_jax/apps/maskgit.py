@@ -139,10 +139,15 @@ def defaults(configs: dict) -> dict:
 
 def sampling_from_args(args: argparse.Namespace, mode: str, configs: dict) -> MaskGITSampling:
     """Validated sampler settings for `mode`: the options given, else `defaults(configs)`."""
+    return sampling_for(mode, vars(args), configs)
+
+
+def sampling_for(mode: str, given: dict, configs: dict) -> MaskGITSampling:
+    """Validated sampler settings for `mode` from `given` (sample.py's option dests -> values; an absent or
+    None value takes `defaults(configs)`)."""
     used = defaults(configs)
-    settings = {field: used[dest] if getattr(args, dest) is None else getattr(args, dest)
-                for dest, field in OPTIONS.items()}
-    budget = rows.chosen_budget(mode, args.budget, used["budget"], settings["steps"])
+    settings = {field: used[dest] if given.get(dest) is None else given[dest] for dest, field in OPTIONS.items()}
+    budget = rows.chosen_budget(mode, given.get("budget"), used["budget"], settings["steps"])
     sampling = MaskGITSampling(mode=mode, budget=budget, **settings)
     sampling.validate()
     return sampling

@@ -51,40 +51,56 @@ def interruptible(fn: Callable[..., Any], *args) -> Any:
     return result["value"]
 
 
+def compile_sampler(fn, params: Any, batch: Any, batch_size: int, desc: str) -> tuple[Any, float]:
+    """(the jitted sampler fn(params, batch, keys) compiled for `batch` (`lower().compile()`), seconds it took);
+    ValueError (one line) when the program needs more memory than the device has (`check_fits`)."""
+    t0 = time.perf_counter()
+    compiled = fn.lower(params, batch, image_keys(jax.random.PRNGKey(0), 0, batch_size)).compile()
+    seconds = time.perf_counter() - t0
+    check_fits(compiled, f"sampling {desc} at batch {batch_size}")
+    return compiled, seconds
+
+
+def sample_batches(compiled, params: Any, batch_of: Callable[[np.ndarray], Any], n: int, batch_size: int, seed: int,
+                   desc: str, done: Callable[[], Any] = lambda: None) -> tuple[list[dict], list[float]]:
+    """The outputs of `compiled` (from `compile_sampler`) for conditions 0..n-1, one call per batch of
+    `batch_size` (`padded_rows`, so the last batch's rows past n repeat the last condition), image i drawn
+    from fold_in(PRNGKey(seed), i); `done()` after each batch. Returns (each batch's output, seconds of each
+    batch); a device out-of-memory error is a one-line ValueError."""
+    key = jax.random.PRNGKey(seed)
+    outputs, times = [], []
+    for start in range(0, n, batch_size):
+        batch = batch_of(padded_rows(start, batch_size, n))
+        t0 = time.perf_counter()
+        try:
+            out = jax.block_until_ready(compiled(params, batch, image_keys(key, start, batch_size)))
+        except Exception as e:  # noqa: BLE001  the device's own out-of-memory error: one line, not a traceback
+            if not out_of_memory(e):
+                raise
+            raise ValueError(f"sampling {desc} at batch {batch_size} ran out of device memory ({first_line(e)}); "
+                             f"{HINT}") from None
+        times.append(time.perf_counter() - t0)
+        outputs.append(out)
+        done()
+    return outputs, times
+
+
 def generate(fn, params: Any, batch_of: Callable[[np.ndarray], Any], n: int, batch_size: int, seed: int,
              desc: str) -> tuple[np.ndarray, float, list[float]]:
     """Images of conditions 0..n-1 from the jitted sampler fn(params, batch, keys) -> {'images': (b, H, W, 3)}.
 
     batch_of(rows) -> the batch of the conditions `rows` (batch_size,), a `padded_rows` slice; image i
-    draws from fold_in(PRNGKey(seed), i). Compiled once (`lower().compile()`, timed apart), then one call
-    per batch, under a progress bar that is cleared when done or interrupted (`interruptible`). Returns
-    (images (n, H, W, 3), compile seconds, seconds of each batch)."""
-    starts = range(0, n, batch_size)
-    bar = tqdm(total=len(starts), desc=f"{desc}: compiling", unit="batch", leave=False)
+    draws from fold_in(PRNGKey(seed), i). Compiled once (`compile_sampler`, timed apart), then one call
+    per batch (`sample_batches`), under a progress bar that is cleared when done or interrupted
+    (`interruptible`). Returns (images (n, H, W, 3), compile seconds, seconds of each batch)."""
+    bar = tqdm(total=len(range(0, n, batch_size)), desc=f"{desc}: compiling", unit="batch", leave=False)
 
     def run():
-        key = jax.random.PRNGKey(seed)
-        t0 = time.perf_counter()
-        compiled = fn.lower(params, batch_of(padded_rows(0, batch_size, n)), image_keys(key, 0, batch_size)).compile()
-        compile_s = time.perf_counter() - t0
-        check_fits(compiled, f"sampling {desc} at batch {batch_size}")
+        compiled, compile_s = compile_sampler(fn, params, batch_of(padded_rows(0, batch_size, n)), batch_size, desc)
         bar.set_description(desc)
         bar.reset()  # the rate and ETA count sampling only
-        images, times = [], []
-        for start in starts:
-            batch = batch_of(padded_rows(start, batch_size, n))
-            t0 = time.perf_counter()
-            try:
-                out = jax.block_until_ready(compiled(params, batch, image_keys(key, start, batch_size)))
-            except Exception as e:  # noqa: BLE001  the device's own out-of-memory error: one line, not a traceback
-                if not out_of_memory(e):
-                    raise
-                raise ValueError(f"sampling {desc} at batch {batch_size} ran out of device memory ({first_line(e)}); "
-                                 f"{HINT}") from None
-            times.append(time.perf_counter() - t0)
-            images.append(np.asarray(out["images"])[: n - start])
-            bar.update()
-        return np.concatenate(images), compile_s, times
+        outputs, times = sample_batches(compiled, params, batch_of, n, batch_size, seed, desc, bar.update)
+        return np.concatenate([np.asarray(out["images"]) for out in outputs])[:n], compile_s, times
 
     try:
         return interruptible(run)

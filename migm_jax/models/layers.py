@@ -98,6 +98,14 @@ def attention_for(choice: str, dtype: str, backend: str) -> Optional[str]:
     return None if choice == "exact" else choice
 
 
+def numerics_for(dtype: str, attention: str, backend: str) -> tuple[str, Optional[str]]:
+    """A CLI's --dtype and --attention choices -> (compute dtype, `attention_for` implementation): dtype
+    'auto' is float32 on CPU (faster there) and bfloat16 on GPU / TPU."""
+    if dtype == "auto":
+        dtype = "float32" if backend == "cpu" else "bfloat16"
+    return dtype, attention_for(attention, dtype, backend)
+
+
 def cast_kernels(params: dict, dtype: jnp.dtype) -> dict:
     """Casts matmul kernels to the compute dtype once, before the loop (norms, embeddings, biases keep float32).
 
