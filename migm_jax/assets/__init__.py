@@ -2,7 +2,7 @@
 
 Each is a weights directory (`config.json` + `params/`, see migm_jax.weights), trained from scratch with
 `train.py` and the `configs/` files: the text-to-image demo (Lumina-DiMOO family) on emoji drawn from their
-names, the MaskGIT-Shortcut demo and its classifier on the synthetic shapes (migm_jax.data.shapes).
+names, the MaskGIT-Shortcut demo and its classifier on Fashion-MNIST (migm_jax.data.fashion).
 """
 
 import os
