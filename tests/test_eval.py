@@ -145,6 +145,21 @@ def test_cli_checks_come_before_real_images(weights, tmp_path, capsys, monkeypat
     assert not out.exists()
 
 
+def test_a_sampler_larger_than_the_device_is_one_line_and_writes_nothing(weights, tmp_path, capsys, monkeypatch):
+    """XLA's memory analysis of a configuration's compiled sampler against what the device has (here made
+    0.5 MiB): one line naming the configuration and the batch, and no results file or sidecar."""
+    from migm_jax import memory
+
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 2**19)
+    code = main(["--weights", weights[0], "--classifier", weights[1], "--num-samples", "4", "--seeds", "1",
+                 "--steps", "4", "--budgets", "2", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    [line] = [x for x in err.replace("\r", "\n").splitlines() if "error" in x]  # the rest: progress bars
+    assert code == 2 and line.startswith("error: sampling vanilla N=4 B=4 at batch 4 needs "), err
+    assert line.endswith(" MiB of memory per device, the cpu has 0.5 MiB; use a smaller --batch-size"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_default_batch_and_ml_cache_plan():
     from migm_jax.eval.cli import parse_args
     from migm_jax.eval.plan import default_batch_size, ml_cache_settings

@@ -2,7 +2,7 @@
 the results kept in a journal so that an interrupted run continues where it stopped.
 
 Per configuration: its sampler and the decoder are compiled for the batch shape (`lower().compile()`: no batch
-is sampled to warm them up), then for each seed every batch is sampled and decoded (timed, to completion) and
+is sampled to warm them up; a program that needs more memory than a device has is refused in one line), then for each seed every batch is sampled and decoded (timed, to completion) and
 reduced on the devices to feature moments and per-image values (`stats`); the FID of a seed is taken against
 the reference statistics and the metric network adds its per-image metric (accuracy or IS). With `fidelity`,
 each image is also compared with the vanilla image of the same seed, condition and noise (equal tokens,
@@ -33,8 +33,10 @@ from migm_jax.eval.features import Extractor
 from migm_jax.eval.plan import Configuration, Plan
 from migm_jax.eval.stats import Accumulator, Reference, batch_moments, fidelity_metrics, fidelity_program, pad_rows
 from migm_jax.files import write_files_atomically
+from migm_jax.memory import check_fits
 from migm_jax.sampling.noise import image_keys
 
+BATCH_HINT = "use a smaller --batch-size"
 SAVE_EVERY = 10  # batches between two saves of an unfinished (configuration, seed)
 VOLATILE = ("date",)  # settings that may differ between a run and its continuation
 
@@ -207,13 +209,17 @@ class FileJournal(Journal):
 
 
 def compile_programs(pipeline, c: Configuration, plan: Plan) -> tuple:
-    """(sampler, decoder) of configuration `c`, compiled for the plan's batch without running them."""
-    conditions, _ = pipeline.conditions.batch(0, plan.batch_size)
-    lowered = pipeline.sampler(c).lower(pipeline.params, conditions,
-                                         image_keys(jax.random.PRNGKey(0), 0, plan.batch_size))
+    """(sampler, decoder) of configuration `c`, compiled for the plan's batch without running them; ValueError
+    (one line, `memory.check_fits`) when either needs more memory than a device has."""
+    bs = plan.batch_size
+    conditions, _ = pipeline.conditions.batch(0, bs)
+    lowered = pipeline.sampler(c).lower(pipeline.params, conditions, image_keys(jax.random.PRNGKey(0), 0, bs))
     codes = lowered.out_info["codes"]
     decode = pipeline.decoder().lower(pipeline.decoder_params, jax.ShapeDtypeStruct(codes.shape, codes.dtype))
-    return lowered.compile(), decode.compile()
+    programs = lowered.compile(), decode.compile()
+    for program, what in zip(programs, (f"sampling {c.mode} N={c.steps} B={c.budget}", "decoding")):
+        check_fits(program, f"{what} at batch {bs}", BATCH_HINT)
+    return programs
 
 
 def generate_batch(sample, decode, pipeline, conditions, keys: jax.Array) -> tuple[jax.Array, jax.Array, float]:
