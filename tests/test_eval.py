@@ -224,17 +224,21 @@ def dimoo(tmp_path_factory):
 
 
 def dimoo_args(dimoo, out, *extra):
-    return ["--weights", dimoo[0], "--classifier", dimoo[1], "--data", str(out.parent), "--num-samples", "8",
+    return ["--weights", dimoo[0], "--classifier", dimoo[1], "--data", str(out.parent), "--num-samples", "7",
             "--seeds", "1", "--cfg", "0", "--cache-ratio", "0.1", "--budgets", "2", "--batch-size", "4",
             "--dtype", "float32", "--out", str(out), *extra]
 
 
 def test_dimoo_harness_end_to_end(dimoo, tmp_path, capsys, monkeypatch):
     """Every mode at one budget: caption i % 6 per image, the split's images of those captions as the reference,
-    fidelity to vanilla (itself: all tokens equal, PSNR at its cap), the table and plots; a killed run continues."""
-    from migm_jax.eval import families
+    fidelity to vanilla (itself: all tokens equal, PSNR at its cap), the time per image of the 7 images asked
+    for (2 batches of 4: the padding row costs time but is no image), the table and plots; a killed run
+    continues."""
+    from migm_jax.eval import families, run
 
     monkeypatch.setattr(families, "read_split", lambda data, split, indices=None: dimoo[2])
+    timed = run.generate_batch
+    monkeypatch.setattr(run, "generate_batch", lambda *a: (*timed(*a)[:2], 0.5))  # every batch takes 0.5 s
     out = tmp_path / "r.json"
     assert main(dimoo_args(dimoo, out, "--plot", str(tmp_path / "p.png"))) == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
@@ -243,7 +247,7 @@ def test_dimoo_harness_end_to_end(dimoo, tmp_path, capsys, monkeypatch):
                           ("shortcut", 4, 2)]
     for r in rows.values():
         assert list(r) == ROW_FIELDS and r["seed"] == 0 and np.isfinite(r["fid"]) and 0 <= r["accuracy"] <= 1
-        assert 0 <= r["equal_tokens"] <= 1 and 0 < r["psnr"] <= 100 and r["seconds_per_image"] > 0
+        assert 0 <= r["equal_tokens"] <= 1 and 0 < r["psnr"] <= 100 and r["seconds_per_image"] == 1.0 / 7
     assert rows[("vanilla", 4, 4)]["equal_tokens"] == 1.0 and rows[("vanilla", 4, 4)]["psnr"] == 100.0
     others = [r for k, r in rows.items() if k[0] != "vanilla"]
     assert all(r["equal_tokens"] < 1 and r["psnr"] < 100 for r in others)

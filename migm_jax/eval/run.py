@@ -268,7 +268,7 @@ def run_seed(c: Configuration, seed: int, pipeline, programs: tuple, extractor: 
            "fid": reference.distance(*progress.acc.stats.mean_cov()), **extractor.net.finish(progress.acc.values())}
     if fidelity:
         row.update(fidelity_metrics(np.concatenate(progress.fidelity)))
-    row["seconds_per_image"] = progress.seconds / (plan.batches * plan.batch_size)
+    row["seconds_per_image"] = progress.seconds / plan.num_samples
     journal.add_row(row, np.concatenate(progress.codes) if progress.codes else None)
     return row
 
@@ -284,8 +284,8 @@ def progress_bar(configs: list[Configuration], plan: Plan, journal: Journal, des
 def evaluate_configuration(c: Configuration, pipeline, extractor: Extractor, reference: Reference, plan: Plan,
                            bar: tqdm, journal: Journal | None = None, fidelity: bool = False) -> list[dict]:
     """One row {mode, steps, budget, seed, fid, <extractor metrics>[, equal_tokens, psnr], seconds_per_image} per
-    seed. seconds_per_image = sampling and decoding time / images computed (a partial last batch's padding
-    included). The programs are compiled only when some seed still has to run; the bar's clock stops meanwhile."""
+    seed. seconds_per_image = sampling and decoding time / num_samples (the padding rows of a partial last batch
+    cost time but are no image). The programs are compiled only when some seed still has to run; the bar's clock stops meanwhile."""
     journal = Journal() if journal is None else journal
     name = f"{c.mode} N={c.steps} B={c.budget}"
     rows, programs = [], None
