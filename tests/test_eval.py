@@ -189,7 +189,7 @@ def dimoo(tmp_path_factory):
     16 codes), its shortcut and a VQModel (f = 4: 16px images of 4x4 tokens), the test tokenizer, a 3-class
     16px classifier and 6 captioned images."""
     pytest.importorskip("transformers")
-    from test_dimoo_prompts import SMALL_TOKENS, save_tokenizer
+    from tryout import save_tokenizer, small_tokens
 
     from migm_jax.apps.maskgit import random_params
     from migm_jax.models.classifier import ClassifierConfig, FeatureClassifier
@@ -213,7 +213,7 @@ def dimoo(tmp_path_factory):
     configs = {"llada": llada.to_dict(), "layout": LAYOUT, "shortcut": shortcut.to_dict(), "vq": vq.to_dict(),
                "sampling": {"steps": 4, "cfg_scale": 2.0, "temperature": 0.8}}
     save_weights(root / "weights", "dimoo", configs, params)
-    save_tokenizer(root / "weights" / "tokenizer", SMALL_TOKENS)
+    save_tokenizer(root / "weights" / "tokenizer", small_tokens())
     cfg = ClassifierConfig(nclass=3, widths=(8,), feature_dim=8, resolution=16)
     clf = random_params(lambda: FeatureClassifier(cfg).init(key, jnp.zeros((1, 16, 16, 3), jnp.uint8)), 3)
     save_weights(root / "classifier", "classifier", {"classifier": cfg.to_dict()}, {"classifier": clf})
