@@ -458,8 +458,11 @@ def test_gpu_only_attention_is_refused_before_any_work_off_gpu(cli, tmp_path):
 @pytest.mark.parametrize("setting,msg", [
     ("teacher.heads=3", "teacher: hidden 32 is not divisible by heads=3"),
     ("shortcut.heads=3", "shortcut width 16 is not divisible by heads=3"),
+    ("teacher.vqgan={'embed_dim': 8, 'n_embed': 32, 'z_channels': 16, 'ch': 32, 'ch_mult': (1, 2), "
+     "'num_res_blocks': 1, 'attn_resolutions': (), 'resolution': 8}",
+     "teacher.vqgan: n_embed 32 != the teacher's codebook_size 16; the decoder needs one embedding per code"),
 ])
-def test_head_counts_that_do_not_divide_are_one_line_and_leave_no_folders(cli, tmp_path, monkeypatch, setting, msg):
+def test_teacher_settings_that_do_not_fit_are_one_line_and_leave_no_folders(cli, tmp_path, monkeypatch, setting, msg):
     from migm_jax.training import maskgit_family
 
     def built(*args):
