@@ -96,14 +96,14 @@ def test_ctrl_c_ends_the_run_at_once_with_one_line_and_no_file(tmp_path, monkeyp
 
 def test_a_program_larger_than_the_device_is_one_line_before_it_runs(standin, tmp_path, monkeypatch, capsys):
     """What XLA's memory analysis of the compiled sampler asks against what the device has, in one line
-    (here the device is made to hold 1 MiB), and no image file."""
+    (here the device is made to hold 1 MiB), and no image file. (Batch 2: the next test reuses the program.)"""
     from migm_jax import memory
 
     monkeypatch.setattr(memory, "device_bytes", lambda device: 2**20)
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, "--weights", standin, "--mode", "vanilla")
+    code, _, err = run(capsys, "--weights", standin, "--mode", "vanilla", "--batch-size", "2")
     [line] = [x for x in err.replace("\r", "\n").splitlines() if "error" in x]
-    assert code == 2 and line.startswith("error: sampling vanilla N=6 at batch 3 needs "), err
+    assert code == 2 and line.startswith("error: sampling vanilla N=6 at batch 2 needs "), err
     assert "MiB of memory per device, the cpu has 1.0 MiB; use a smaller image size or --batch-size" in line, err
     assert list(tmp_path.iterdir()) == []
 
