@@ -89,19 +89,31 @@ python sample.py --weights tryout/run/export/weights --labels 1 2 3 --mode short
 """
 
 
-def run_commands(folder, text: str) -> list[str]:
-    """Runs the shell command lines of `text` (backslash continuations joined; `python` is this interpreter) in
-    `folder`, each as its own process; asserts each succeeds without a traceback or transformers' PyTorch notice;
-    returns their stdout."""
-    outs = []
-    for line in text.replace("\\\n", " ").strip().splitlines():
+def command_lines(text: str) -> list[str]:
+    """The command lines of a README block (backslash continuations joined)."""
+    return text.replace("\\\n", " ").strip().splitlines()
+
+
+def run_commands(folder, lines: list[str]) -> list[subprocess.CompletedProcess]:
+    """Runs shell command `lines` one after another in `folder` (`python` is this interpreter), each as its own
+    process, up to the first that fails."""
+    results = []
+    for line in lines:
         argv = shlex.split(line)
-        res = subprocess.run([sys.executable, *argv[1:]], cwd=folder, capture_output=True, text=True, timeout=600,
-                             env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT))
+        results.append(subprocess.run([sys.executable, *argv[1:]], cwd=folder, capture_output=True, text=True,
+                                      timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)))
+        if results[-1].returncode:
+            break
+    return results
+
+
+def succeeded(lines: list[str], results: list[subprocess.CompletedProcess]) -> list[str]:
+    """The stdout of each line, once each has exited 0 without a traceback or transformers' PyTorch notice."""
+    for line, res in zip(lines, results):
         assert res.returncode == 0, (line, res.stderr[-3000:])
         assert "Traceback" not in res.stderr and "PyTorch was not found" not in res.stderr, (line, res.stderr[-3000:])
-        outs.append(res.stdout)
-    return outs
+    assert len(results) == len(lines)
+    return [res.stdout for res in results]
 
 
 def images(folder, stem: str, n: int) -> list[np.ndarray]:
@@ -109,21 +121,39 @@ def images(folder, stem: str, n: int) -> list[np.ndarray]:
     return [np.asarray(Image.open(folder / f"{stem}_{i:03d}.png")) for i in range(n)]
 
 
+FP8 = ("python sample.py --weights tryout/weights/dimoo --prompt 'a red cube' --height 32 --width 48 --steps 4 "
+       "--matmul fp8 --force-fp8 --dtype float32 --out tryout/fp8.png --save-each")
+
+
 @pytest.fixture(scope="module")
 def tryout(tmp_path_factory):
-    """A folder holding links to the repository's scripts, tests/ and configs/, where TRYOUT_MASKGIT has run
-    -> (folder, its stdouts)."""
+    """A folder holding links to the repository's scripts, tests/ and configs/, where every tryout block ran
+    -> (folder, {"maskgit": stdouts of its first two lines}, {chain: lines}, {chain: results}). The stand-ins
+    are written and the MaskGIT checkpoints converted first; then three chains run side by side (compiling is
+    mostly one core's work): the MaskGIT sample, the DiMOO block (and an FP8 sample from its weights), the
+    training block on the converted MaskGIT teacher."""
     pytest.importorskip("transformers", reason="the tryout's DiMOO tokenizer needs the [text] extra")
+    pytest.importorskip("tensorflow_datasets", reason="makedata needs the [data] extra")
+    from concurrent.futures import ThreadPoolExecutor
+
     folder = tmp_path_factory.mktemp("readme")
     for name in ("convert_weights.py", "sample.py", "train.py", "tests", "configs"):
         (folder / name).symlink_to(os.path.join(ROOT, name))
-    return folder, run_commands(folder, TRYOUT_MASKGIT)
+    maskgit = command_lines(TRYOUT_MASKGIT)
+    chains = {"maskgit": maskgit[2:], "dimoo": command_lines(TRYOUT_DIMOO) + [FP8],
+              "training": command_lines(TRYOUT_TRAINING)}
+    first = run_commands(folder, maskgit[:2])
+    outs = {"maskgit": succeeded(maskgit[:2], first)}
+    with ThreadPoolExecutor(len(chains)) as pool:
+        results = dict(zip(chains, pool.map(lambda lines: run_commands(folder, lines), chains.values())))
+    return folder, outs, chains, results
 
 
 def test_tryout_maskgit_converts_the_fixtures_and_samples(tryout, capsys, monkeypatch):
     """The fixture transformer cut to the fixture VQGAN's 64 codes converts with it and the fixture shortcut; the
     weights draw 16x16 images (8x8 tokens, f = 2); their one-line errors come before the params are read."""
-    folder, outs = tryout
+    folder, outs, chains, results = tryout
+    outs = outs["maskgit"] + succeeded(chains["maskgit"], results["maskgit"])
     assert "wrote tryout/weights/maskgit (transformer, vqgan, shortcut)" in outs[1]
     with open(folder / "tryout" / "weights" / "maskgit" / "config.json") as f:
         transformer = json.load(f)["configs"]["transformer"]
@@ -148,8 +178,8 @@ def test_tryout_dimoo_converts_the_fixtures_with_a_tokenizer_and_samples(tryout)
     """The fixture LLaDA, VQ and shortcut with the tryout's tokenizer: the layout is read from the folder, two
     prompts of different lengths draw 32x48 images at a size a CPU holds; the opt-in FP8 projections (emulated
     here) sample from the same weights."""
-    folder, _ = tryout
-    outs = run_commands(folder, TRYOUT_DIMOO)
+    folder, _, chains, results = tryout
+    outs = succeeded(chains["dimoo"], results["dimoo"])
     assert "wrote tryout/weights/dimoo (shortcut, llada, vq, layout, 2 tokenizer files)" in outs[0]
     with open(folder / "tryout" / "weights" / "dimoo" / "config.json") as f:
         layout = json.load(f)["configs"]["layout"]
@@ -157,16 +187,13 @@ def test_tryout_dimoo_converts_the_fixtures_with_a_tokenizer_and_samples(tryout)
         {"mask": 492, "uncond": 507, "text_vocab_size": 640, "codebook_size": 128}
     assert "shortcut N=4 B=2 (2 base-model steps)" in outs[1] and ", 32x48" in outs[1]
     assert all(im.shape == (32, 48, 3) and im.std() > 0 for im in images(folder / "tryout", "dimoo", 2))
-    run_commands(folder, "python sample.py --weights tryout/weights/dimoo --prompt 'a red cube' --height 32 --width 48 "
-                         "--steps 4 --matmul fp8 --force-fp8 --dtype float32 --out tryout/fp8.png --save-each")
     [im] = images(folder / "tryout", "fp8", 1)
     assert im.shape == (32, 48, 3) and im.std() > 0
 
 
 def test_tryout_training_on_the_converted_teacher_exports_weights_that_sample(tryout):
-    pytest.importorskip("tensorflow_datasets", reason="makedata needs the [data] extra")
-    folder, _ = tryout
-    outs = run_commands(folder, TRYOUT_TRAINING)
+    folder, _, chains, results = tryout
+    outs = succeeded(chains["training"], results["training"])
     assert "wrote 16 trajectories (train) to tryout/data" in outs[0]
     with open(folder / "tryout" / "run" / "metrics.jsonl") as f:
         assert [json.loads(line)["step"] for line in f] == list(range(1, 21))
