@@ -2,10 +2,10 @@
 the results kept in a journal so that an interrupted run continues where it stopped.
 
 Per configuration: its sampler and the decoder are compiled for the batch shape (`lower().compile()`: no batch
-is sampled to warm them up; a program that needs more memory than a device has is refused in one line), then for each seed every batch is sampled and decoded (timed, to completion) and
-reduced on the devices to feature moments and per-image values (`stats`); the FID of a seed is taken against
-the reference statistics and the metric network adds its per-image metric (accuracy or IS). With `fidelity`,
-each image is also compared with the vanilla image of the same seed, condition and noise (equal tokens,
+is sampled to warm them up; a program that needs more memory than a device has is refused in one line), then
+for each seed every batch is sampled and decoded (timed, to completion) and reduced on the devices to feature
+moments and per-image values (`stats`); the FID of a seed is taken against the reference statistics and the
+metric network adds its per-image metric (accuracy or IS). With `fidelity`, each image is also compared with the vanilla image of the same seed, condition and noise (equal tokens,
 PSNR): the vanilla configuration runs first and its codes are kept (by the journal) for the others.
 
 A `Journal` sees every finished (configuration, seed) and, every SAVE_EVERY batches, the running state of an
@@ -285,7 +285,8 @@ def evaluate_configuration(c: Configuration, pipeline, extractor: Extractor, ref
                            bar: tqdm, journal: Journal | None = None, fidelity: bool = False) -> list[dict]:
     """One row {mode, steps, budget, seed, fid, <extractor metrics>[, equal_tokens, psnr], seconds_per_image} per
     seed. seconds_per_image = sampling and decoding time / num_samples (the padding rows of a partial last batch
-    cost time but are no image). The programs are compiled only when some seed still has to run; the bar's clock stops meanwhile."""
+    cost time but are no image). The programs are compiled only when some seed still has to run; the bar's clock
+    stops meanwhile."""
     journal = Journal() if journal is None else journal
     name = f"{c.mode} N={c.steps} B={c.budget}"
     rows, programs = [], None
