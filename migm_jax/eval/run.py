@@ -5,8 +5,9 @@ Per configuration: its sampler and the decoder are compiled for the batch shape 
 is sampled to warm them up; a program that needs more memory than a device has is refused in one line), then
 for each seed every batch is sampled and decoded (timed, to completion) and reduced on the devices to feature
 moments and per-image values (`stats`); the FID of a seed is taken against the reference statistics and the
-metric network adds its per-image metric (accuracy or IS). With `fidelity`, each image is also compared with the vanilla image of the same seed, condition and noise (equal tokens,
-PSNR): the vanilla configuration runs first and its codes are kept (by the journal) for the others.
+metric network adds its per-image metric (accuracy or IS). With `fidelity`, each image is also compared with
+the vanilla image of the same seed, condition and noise (equal tokens, PSNR): the vanilla configuration runs
+first and its codes are kept (by the journal) for the others.
 
 A `Journal` sees every finished (configuration, seed) and, every SAVE_EVERY batches, the running state of an
 unfinished one. `FileJournal`: `<out>` holds {"results": rows so far, "settings", "complete": false until the
