@@ -8,6 +8,8 @@ from typing import Optional
 import jax
 
 HINT = "use a smaller image size or --batch-size, or shard the model over more devices with --fsdp"
+TRAIN_HINT = ("lower batch_size (--set batch_size=B; --set accum_steps=K keeps an effective batch of B x K) or shard "
+              "the parameters over more devices (--set mesh_fsdp=N)")
 
 
 def program_bytes(compiled) -> Optional[int]:
@@ -40,12 +42,13 @@ def shown(n: int) -> str:
 
 
 def check_fits(compiled, what: str, hint: str = HINT) -> None:
-    """ValueError (one line) when `compiled` asks a device for more memory than the first device has (XLA's
-    analysis of a program partitioned over a mesh is per device): what was asked, what the device has, what
-    to change."""
-    need, have = program_bytes(compiled), device_bytes(jax.devices()[0])
+    """ValueError (one line) when `compiled` asks a device for more memory than this process's first device
+    has (XLA's analysis of a program partitioned over a mesh is per device): what was asked, what the device
+    has, what to change (`hint`)."""
+    device = jax.local_devices()[0]
+    need, have = program_bytes(compiled), device_bytes(device)
     if need is None or have is None:
         return
     if need > have:
-        raise ValueError(f"{what} needs {shown(need)} of memory per device, the {jax.devices()[0].device_kind} "
+        raise ValueError(f"{what} needs {shown(need)} of memory per device, the {device.device_kind} "
                          f"has {shown(have)}; {hint}")

@@ -458,8 +458,11 @@ def test_gpu_only_attention_is_refused_before_any_work_off_gpu(cli, tmp_path):
 @pytest.mark.parametrize("setting,msg", [
     ("teacher.heads=3", "teacher: hidden 32 is not divisible by heads=3"),
     ("shortcut.heads=3", "shortcut width 16 is not divisible by heads=3"),
+    ("teacher.vqgan={'embed_dim': 8, 'n_embed': 32, 'z_channels': 16, 'ch': 32, 'ch_mult': (1, 2), "
+     "'num_res_blocks': 1, 'attn_resolutions': (), 'resolution': 8}",
+     "teacher.vqgan: n_embed 32 != the teacher's codebook_size 16; the decoder needs one embedding per code"),
 ])
-def test_head_counts_that_do_not_divide_are_one_line_and_leave_no_folders(cli, tmp_path, monkeypatch, setting, msg):
+def test_teacher_settings_that_do_not_fit_are_one_line_and_leave_no_folders(cli, tmp_path, monkeypatch, setting, msg):
     from migm_jax.training import maskgit_family
 
     def built(*args):
@@ -493,3 +496,18 @@ def test_export_without_a_decoder_names_the_folders(cli, tmp_path):
         code, err, _ = cli("sample.py", "--weights", weights, "--labels", "1", "--out", str(tmp_path / "s.png"))
         assert code == 2
         one_line(err, msg)
+
+
+def test_a_train_step_larger_than_the_device_is_one_line_and_leaves_no_folders(cli, tmp_path, monkeypatch):
+    """XLA's memory analysis of the compiled train step against what the device has (here made 0.5 MiB; the
+    step of configs/smoke.py needs ~1 MiB), before the first step: one line, and no workdir left."""
+    from migm_jax import memory
+
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 2**19)
+    code, err, _ = cli("train.py", "--config", SMOKE, "--workdir", str(tmp_path / "w"), "--set", "total_steps=1",
+                       "--no-progress")
+    assert code == 2
+    one_line(err, "error: the train step at batch_size 4 needs ", " MiB of memory per device, the cpu has 0.5 MiB; "
+             "lower batch_size (--set batch_size=B; --set accum_steps=K keeps an effective batch of B x K) or shard "
+             "the parameters over more devices (--set mesh_fsdp=N)")
+    assert not (tmp_path / "w").exists()

@@ -125,6 +125,23 @@ def test_makedata_cli_writes_where_the_config_will_read(tmp_path):
     assert code == 0 and read_meta(str(out))["splits"]["train"]["images"] == 2
 
 
+def test_makedata_refuses_a_sampler_larger_than_the_device_in_one_line(tmp_path, monkeypatch, capsys):
+    """XLA's memory analysis of the trajectory sampler against what the device has (here made 64 KiB): one
+    line before anything is written."""
+    from migm_jax import memory
+    from migm_jax.training import makedata
+
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 2**16)
+    out = tmp_path / "data"
+    code = makedata.main(["--config", os.path.join(ROOT, "configs", "smoke.py"), "--out", str(out), "--images", "2",
+                          "--batch", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: sampling the trajectories of --batch 2 needs ") and "\n" not in err
+    assert err.endswith("the cpu has 0.1 MiB; use a smaller --batch, or shard the teacher over more devices with "
+                        "--set mesh_fsdp=N"), err
+    assert not out.exists()
+
+
 def test_reader_needs_no_jax_import_first(written):
     """The bf16 features' dtype name resolves in a fresh process that imports only the reader."""
     import subprocess

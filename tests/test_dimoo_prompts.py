@@ -1,35 +1,17 @@
-"""DiMOO prompt templates and sequence layout, with a tiny word-level tokenizer built here."""
+"""DiMOO prompt templates and sequence layout, with the tiny word-level tokenizer of tests/tryout.py."""
 
 import os
 
 import numpy as np
 import pytest
 
-from migm_jax.sampling.dimoo_prompts import (LAYOUT_TOKENS, PromptBatch, TokenLayout, build_sequences, image_offsets,
-                                             load_tokenizer, prompt_strings)
+from migm_jax.sampling.dimoo_prompts import (PromptBatch, TokenLayout, build_sequences, image_offsets, load_tokenizer,
+                                             prompt_strings)
+from tryout import SMALL, save_tokenizer, small_tokens
 
 pytest.importorskip("transformers")
 
-SPECIALS = ["<system>", "</system>", "<user>", "</user>"]
-WORDS = ["Generate", "an", "image", "according", "to", "the", "text", "prompt", ".", "a", "red", "cube", "on",
-         "blue", "table", "photo", "of", "bench"]
-SMALL = {"text_vocab_size": 512, "codebook_size": 256, "vocab_size": 768, "mask": 492, "newline": 240, "boa": 510,
-         "eoa": 511, "boi": 505, "eoi": 506, "uncond": 507, "eos": 237}
-SMALL_TOKENS = {LAYOUT_TOKENS[name]: SMALL[name] for name in LAYOUT_TOKENS}  # '<uncondition>': 507, ...
-
-
-def save_tokenizer(path, tokens: dict) -> None:
-    """Saves a WordLevel tokenizer: words get ids 3.., the template tags 500..503, `tokens` (special token -> id)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<unk>": 0, **{w: 3 + i for i, w in enumerate(WORDS)}, **{s: 500 + i for i, s in enumerate(SPECIALS)},
-             **tokens}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>",
-                                   additional_special_tokens=SPECIALS + list(tokens))
-    fast.save_pretrained(path)
+SMALL_TOKENS = small_tokens()  # '<uncondition>': 507, ...: the fixture LLaDA's ids
 
 
 @pytest.fixture(scope="module")
@@ -230,47 +212,3 @@ def test_layout_from_model_folder(tmp_path, tokens, llada, vq, want):
         with pytest.raises(ValueError, match=want) as e:
             dimoo_token_layout(folder)
         assert len(str(e.value).splitlines()) == 1 and str(e.value).startswith(folder)
-
-
-def test_convert_then_sample_end_to_end(tmp_path, tokenizer, monkeypatch):
-    """A Lumina-DiMOO-shaped folder (fixture LLaDA shards, vqvae/, tokenizer) -> convert_weights.py (the layout
-    read from the folder) -> sample.py -> PNGs."""
-    import json
-    import shutil
-    import subprocess
-    import sys
-
-    from PIL import Image
-
-    from conftest import fixture_path
-
-    model = tmp_path / "model"
-    shutil.copytree(fixture_path("llada"), model)
-    shutil.copytree(fixture_path("dimoo_vqvae", "vqvae"), model / "vqvae")
-    tokenizer.save_pretrained(model)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    monkeypatch.syspath_prepend(root)
-    import convert_weights
-
-    assert convert_weights.main(["dimoo", "--model-dir", str(model), "--shortcut",
-                                 fixture_path("dimoo_shortcut", "shortcut.pth"), "--out", str(tmp_path / "w")]) == 0
-    with open(tmp_path / "w" / "config.json") as f:
-        assert TokenLayout.from_dict(json.load(f)["configs"]["layout"]) == FOLDER_LAYOUT
-    res = subprocess.run([sys.executable, "sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a red cube",
-                          "--prompt", "a photo of a bench", "--height", "32", "--width", "48", "--steps", "4",
-                          "--mode", "shortcut", "--budget", "2", "--dtype", "float32", "--out", str(tmp_path / "s.png"),
-                          "--save-each"], cwd=root, capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    assert res.returncode == 0, res.stderr
-    assert "PyTorch was not found" not in res.stderr  # transformers' notice, silenced where the tokenizer loads
-    for i in range(2):
-        img = np.asarray(Image.open(tmp_path / f"s_{i:03d}.png"))
-        assert img.shape == (32, 48, 3) and img.std() > 0
-    # the opt-in FP8 projections: the weights quantised after loading, the same sampler otherwise
-    res = subprocess.run([sys.executable, "sample.py", "--weights", str(tmp_path / "w"), "--prompt", "a red cube",
-                          "--height", "32", "--width", "48", "--steps", "4", "--matmul", "fp8", "--force-fp8", "--dtype", "float32",
-                          "--out", str(tmp_path / "fp8.png"), "--save-each"], cwd=root, capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    assert res.returncode == 0, res.stderr
-    img = np.asarray(Image.open(tmp_path / "fp8_000.png"))
-    assert img.shape == (32, 48, 3) and img.std() > 0

@@ -151,6 +151,21 @@ def test_cli_checks_come_before_real_images(weights, tmp_path, capsys, monkeypat
     assert not out.exists()
 
 
+def test_a_sampler_larger_than_the_device_is_one_line_and_writes_nothing(weights, tmp_path, capsys, monkeypatch):
+    """XLA's memory analysis of a configuration's compiled sampler against what the device has (here made
+    0.5 MiB): one line naming the configuration and the batch, and no results file or sidecar."""
+    from migm_jax import memory
+
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 2**19)
+    code = main(["--weights", weights[0], "--classifier", weights[1], "--num-samples", "4", "--seeds", "1",
+                 "--steps", "4", "--budgets", "2", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    [line] = [x for x in err.replace("\r", "\n").splitlines() if "error" in x]  # the rest: progress bars
+    assert code == 2 and line.startswith("error: sampling vanilla N=4 B=4 at batch 4 needs "), err
+    assert line.endswith(" MiB of memory per device, the cpu has 0.5 MiB; use a smaller --batch-size"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_default_batch_and_ml_cache_plan():
     from migm_jax.eval.cli import parse_args
     from migm_jax.eval.plan import default_batch_size, ml_cache_settings
@@ -180,7 +195,7 @@ def dimoo(tmp_path_factory):
     16 codes), its shortcut and a VQModel (f = 4: 16px images of 4x4 tokens), the test tokenizer, a 3-class
     16px classifier and 6 captioned images."""
     pytest.importorskip("transformers")
-    from test_dimoo_prompts import SMALL_TOKENS, save_tokenizer
+    from tryout import save_tokenizer, small_tokens
 
     from migm_jax.apps.maskgit import random_params
     from migm_jax.models.classifier import ClassifierConfig, FeatureClassifier
@@ -204,7 +219,7 @@ def dimoo(tmp_path_factory):
     configs = {"llada": llada.to_dict(), "layout": LAYOUT, "shortcut": shortcut.to_dict(), "vq": vq.to_dict(),
                "sampling": {"steps": 4, "cfg_scale": 2.0, "temperature": 0.8}}
     save_weights(root / "weights", "dimoo", configs, params)
-    save_tokenizer(root / "weights" / "tokenizer", SMALL_TOKENS)
+    save_tokenizer(root / "weights" / "tokenizer", small_tokens())
     cfg = ClassifierConfig(nclass=3, widths=(8,), feature_dim=8, resolution=16)
     clf = random_params(lambda: FeatureClassifier(cfg).init(key, jnp.zeros((1, 16, 16, 3), jnp.uint8)), 3)
     save_weights(root / "classifier", "classifier", {"classifier": cfg.to_dict()}, {"classifier": clf})
@@ -215,17 +230,21 @@ def dimoo(tmp_path_factory):
 
 
 def dimoo_args(dimoo, out, *extra):
-    return ["--weights", dimoo[0], "--classifier", dimoo[1], "--data", str(out.parent), "--num-samples", "8",
+    return ["--weights", dimoo[0], "--classifier", dimoo[1], "--data", str(out.parent), "--num-samples", "7",
             "--seeds", "1", "--cfg", "0", "--cache-ratio", "0.1", "--budgets", "2", "--batch-size", "4",
             "--dtype", "float32", "--out", str(out), *extra]
 
 
 def test_dimoo_harness_end_to_end(dimoo, tmp_path, capsys, monkeypatch):
     """Every mode at one budget: caption i % 6 per image, the split's images of those captions as the reference,
-    fidelity to vanilla (itself: all tokens equal, PSNR at its cap), the table and plots; a killed run continues."""
-    from migm_jax.eval import families
+    fidelity to vanilla (itself: all tokens equal, PSNR at its cap), the time per image of the 7 images asked
+    for (2 batches of 4: the padding row costs time but is no image), the table and plots; a killed run
+    continues."""
+    from migm_jax.eval import families, run
 
     monkeypatch.setattr(families, "read_split", lambda data, split, indices=None: dimoo[2])
+    timed = run.generate_batch
+    monkeypatch.setattr(run, "generate_batch", lambda *a: (*timed(*a)[:2], 0.5))  # every batch takes 0.5 s
     out = tmp_path / "r.json"
     assert main(dimoo_args(dimoo, out, "--plot", str(tmp_path / "p.png"))) == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
@@ -234,7 +253,7 @@ def test_dimoo_harness_end_to_end(dimoo, tmp_path, capsys, monkeypatch):
                           ("shortcut", 4, 2)]
     for r in rows.values():
         assert list(r) == ROW_FIELDS and r["seed"] == 0 and np.isfinite(r["fid"]) and 0 <= r["accuracy"] <= 1
-        assert 0 <= r["equal_tokens"] <= 1 and 0 < r["psnr"] <= 100 and r["seconds_per_image"] > 0
+        assert 0 <= r["equal_tokens"] <= 1 and 0 < r["psnr"] <= 100 and r["seconds_per_image"] == 1.0 / 7
     assert rows[("vanilla", 4, 4)]["equal_tokens"] == 1.0 and rows[("vanilla", 4, 4)]["psnr"] == 100.0
     others = [r for k, r in rows.items() if k[0] != "vanilla"]
     assert all(r["equal_tokens"] < 1 and r["psnr"] < 100 for r in others)

@@ -80,11 +80,19 @@ def test_vqgan_export_is_a_bfloat16_tokenizer(tokenizer):
                 assert os.path.dirname(tokenizer).encode() not in f.read(), name
 
 
-def test_classifier_trains_and_resumes(tmp_path):
+def test_classifier_trains_and_resumes(tmp_path, monkeypatch):
+    """The classifier trains, resumes exactly and exports; a train step that needs more memory than the device
+    has (here made 64 KiB) is refused in one line before the first step, leaving no folder."""
+    from migm_jax import memory
     from migm_jax.models.classifier import load_classifier
 
     ccfg, params = load_classifier(train_resume_export(config("classifier", CLASSIFIER), tmp_path))
     assert ccfg.widths == (8, 16) and params["logits"]["kernel"].shape == (16, 10)
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 2**16)
+    with pytest.raises(ValueError, match=r"^the train step at batch_size 4 needs \S+ MiB of memory per device, the "
+                                         r"cpu has 0.1 MiB; lower batch_size \(--set batch_size=B;") as e:
+        loop.train(config("classifier", CLASSIFIER), str(tmp_path / "small"), progress=False)
+    assert "\n" not in str(e.value) and not (tmp_path / "small").exists()
 
 
 def test_transformer_then_shortcut_export_samples(teacher, tmp_path):

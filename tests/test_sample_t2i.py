@@ -96,13 +96,30 @@ def test_ctrl_c_ends_the_run_at_once_with_one_line_and_no_file(tmp_path, monkeyp
 
 def test_a_program_larger_than_the_device_is_one_line_before_it_runs(standin, tmp_path, monkeypatch, capsys):
     """What XLA's memory analysis of the compiled sampler asks against what the device has, in one line
-    (here the device is made to hold 1 MiB), and no image file."""
+    (here the device is made to hold 1 MiB), and no image file. (Batch 2: the next test reuses the program.)"""
     from migm_jax import memory
 
     monkeypatch.setattr(memory, "device_bytes", lambda device: 2**20)
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, "--weights", standin, "--mode", "vanilla")
+    code, _, err = run(capsys, "--weights", standin, "--mode", "vanilla", "--batch-size", "2")
     [line] = [x for x in err.replace("\r", "\n").splitlines() if "error" in x]
-    assert code == 2 and line.startswith("error: sampling vanilla N=6 at batch 3 needs "), err
+    assert code == 2 and line.startswith("error: sampling vanilla N=6 at batch 2 needs "), err
     assert "MiB of memory per device, the cpu has 1.0 MiB; use a smaller image size or --batch-size" in line, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_time_per_image_counts_the_images_asked_for(standin, tmp_path, monkeypatch, capsys):
+    """3 prompts at batch 2 are 2 batches of 4 rows; the time per image divides by the 3 images (each batch's
+    time fixed at 0.3 s here), not by the padded rows."""
+    drawn = rows.generate
+
+    def timed(*args):
+        images, compile_s, times = drawn(*args)
+        assert len(times) == 2
+        return images, compile_s, [0.3] * len(times)
+
+    monkeypatch.setattr(rows, "generate", timed)
+    code, out, err = run(capsys, "--weights", standin, "--mode", "vanilla", "--batch-size", "2", "--out",
+                         str(tmp_path / "s.png"))
+    assert code == 0, err
+    assert "sampling 0.600 s for 3 images (2 batches, 0.2 s per image), 64x64" in out, out

@@ -201,13 +201,16 @@ def test_accumulation_ema_and_step_decay():
     np.testing.assert_allclose(state.ema["w"], 0.5 * prev_ema + 0.5 * state.params["w"], rtol=1e-6)
 
 
+# README's example of a random teacher's decoder: configs/smoke.py's 16 codes of 4x4 tokens -> 8x8 images
+TEACHER_VQGAN = ("teacher.vqgan={'embed_dim': 8, 'n_embed': 16, 'z_channels': 16, 'ch': 32, 'ch_mult': (1, 2), "
+                 "'num_res_blocks': 1, 'attn_resolutions': (), 'resolution': 8}")
+
+
 def test_validation_writes_a_sample_grid(tmp_path):
     from PIL import Image
 
-    vq = {"embed_dim": 8, "n_embed": 16, "z_channels": 16, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
-          "attn_resolutions": [], "resolution": 8}
     cfg = load_config(SMOKE, ["total_steps=2", "val_every=2", "ckpt_every=2", "preview_budgets=(3,)",
-                              "preview_images=3", f"teacher.vqgan={vq!r}"])
+                              "preview_images=3", TEACHER_VQGAN])
     loop.train(cfg, str(tmp_path), progress=False)
     grid = np.asarray(Image.open(tmp_path / "samples" / "step_0000002.png"))
     assert grid.shape == (2 * 10 + 2, 3 * 10 + 2, 3)  # rows vanilla, B=3; 3 images of 8x8, 2 px padding

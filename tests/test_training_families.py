@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from migm_jax.apps.maskgit import random_params
 from migm_jax.sampling.schedules import dimoo_keep_n, dimoo_mask_ratios, maskgit_schedule
 from migm_jax.sharding import make_mesh
 from migm_jax.training.config import TrainConfig, load_config
@@ -42,7 +43,7 @@ def test_maskgit_rollout_follows_the_schedule():
     orders = [np.concatenate([rng.permutation(np.repeat(np.arange(n_steps), sche)), [-1]]) for _ in range(4)]
     ids = [np.concatenate([rng.integers(0, tc.codebook_size, tc.grid ** 2), [tc.codebook_size + 2]]) for _ in range(4)]
     raw = synthetic_raw(rng, orders, ids, family.feature_shape, {"step": np.array([0, 1, 2, n_steps - 2], np.int32)})
-    params = family.init_shortcut(jax.random.PRNGKey(0))
+    params = random_params(lambda: {"params": family.init_shortcut(jax.random.PRNGKey(0))}, 0)  # not run eagerly
 
     @jax.jit
     def run(raw):
@@ -133,8 +134,8 @@ def test_dimoo_sample_grid_rows_are_teacher_then_budgets(tmp_path):
     assert write_preview(family, configs, base, teacher, None, (2,), 2, 0, str(tmp_path / "none.png")) is None
     vcfg = VQModelConfig(block_out_channels=(16, 32), layers_per_block=1, latent_channels=8, norm_num_groups=8,
                          num_vq_embeddings=256)
-    vparams = VQModel(vcfg).init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 2, 3)))["params"]
-    sp = family.init_shortcut(jax.random.PRNGKey(2))
+    vparams = random_params(lambda: VQModel(vcfg).init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 2, 3))), 1)
+    sp = random_params(lambda: {"params": family.init_shortcut(jax.random.PRNGKey(2))}, 2)  # shapes only: no eager init
     path = write_preview(family, {**configs, "vq": vcfg.to_dict()}, {**base, "vq": vparams}, teacher, sp, (2,), 2, 0,
                          str(tmp_path / "samples" / "grid.png"))
     grid = np.asarray(Image.open(path))

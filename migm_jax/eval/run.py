@@ -2,11 +2,12 @@
 the results kept in a journal so that an interrupted run continues where it stopped.
 
 Per configuration: its sampler and the decoder are compiled for the batch shape (`lower().compile()`: no batch
-is sampled to warm them up), then for each seed every batch is sampled and decoded (timed, to completion) and
-reduced on the devices to feature moments and per-image values (`stats`); the FID of a seed is taken against
-the reference statistics and the metric network adds its per-image metric (accuracy or IS). With `fidelity`,
-each image is also compared with the vanilla image of the same seed, condition and noise (equal tokens,
-PSNR): the vanilla configuration runs first and its codes are kept (by the journal) for the others.
+is sampled to warm them up; a program that needs more memory than a device has is refused in one line), then
+for each seed every batch is sampled and decoded (timed, to completion) and reduced on the devices to feature
+moments and per-image values (`stats`); the FID of a seed is taken against the reference statistics and the
+metric network adds its per-image metric (accuracy or IS). With `fidelity`, each image is also compared with
+the vanilla image of the same seed, condition and noise (equal tokens, PSNR): the vanilla configuration runs
+first and its codes are kept (by the journal) for the others.
 
 A `Journal` sees every finished (configuration, seed) and, every SAVE_EVERY batches, the running state of an
 unfinished one. `FileJournal`: `<out>` holds {"results": rows so far, "settings", "complete": false until the
@@ -33,8 +34,10 @@ from migm_jax.eval.features import Extractor
 from migm_jax.eval.plan import Configuration, Plan
 from migm_jax.eval.stats import Accumulator, Reference, batch_moments, fidelity_metrics, fidelity_program, pad_rows
 from migm_jax.files import write_files_atomically
+from migm_jax.memory import check_fits
 from migm_jax.sampling.noise import image_keys
 
+BATCH_HINT = "use a smaller --batch-size"
 SAVE_EVERY = 10  # batches between two saves of an unfinished (configuration, seed)
 VOLATILE = ("date",)  # settings that may differ between a run and its continuation
 
@@ -207,13 +210,17 @@ class FileJournal(Journal):
 
 
 def compile_programs(pipeline, c: Configuration, plan: Plan) -> tuple:
-    """(sampler, decoder) of configuration `c`, compiled for the plan's batch without running them."""
-    conditions, _ = pipeline.conditions.batch(0, plan.batch_size)
-    lowered = pipeline.sampler(c).lower(pipeline.params, conditions,
-                                         image_keys(jax.random.PRNGKey(0), 0, plan.batch_size))
+    """(sampler, decoder) of configuration `c`, compiled for the plan's batch without running them; ValueError
+    (one line, `memory.check_fits`) when either needs more memory than a device has."""
+    bs = plan.batch_size
+    conditions, _ = pipeline.conditions.batch(0, bs)
+    lowered = pipeline.sampler(c).lower(pipeline.params, conditions, image_keys(jax.random.PRNGKey(0), 0, bs))
     codes = lowered.out_info["codes"]
     decode = pipeline.decoder().lower(pipeline.decoder_params, jax.ShapeDtypeStruct(codes.shape, codes.dtype))
-    return lowered.compile(), decode.compile()
+    programs = lowered.compile(), decode.compile()
+    for program, what in zip(programs, (f"sampling {c.mode} N={c.steps} B={c.budget}", "decoding")):
+        check_fits(program, f"{what} at batch {bs}", BATCH_HINT)
+    return programs
 
 
 def generate_batch(sample, decode, pipeline, conditions, keys: jax.Array) -> tuple[jax.Array, jax.Array, float]:
@@ -262,7 +269,7 @@ def run_seed(c: Configuration, seed: int, pipeline, programs: tuple, extractor: 
            "fid": reference.distance(*progress.acc.stats.mean_cov()), **extractor.net.finish(progress.acc.values())}
     if fidelity:
         row.update(fidelity_metrics(np.concatenate(progress.fidelity)))
-    row["seconds_per_image"] = progress.seconds / (plan.batches * plan.batch_size)
+    row["seconds_per_image"] = progress.seconds / plan.num_samples
     journal.add_row(row, np.concatenate(progress.codes) if progress.codes else None)
     return row
 
@@ -278,8 +285,9 @@ def progress_bar(configs: list[Configuration], plan: Plan, journal: Journal, des
 def evaluate_configuration(c: Configuration, pipeline, extractor: Extractor, reference: Reference, plan: Plan,
                            bar: tqdm, journal: Journal | None = None, fidelity: bool = False) -> list[dict]:
     """One row {mode, steps, budget, seed, fid, <extractor metrics>[, equal_tokens, psnr], seconds_per_image} per
-    seed. seconds_per_image = sampling and decoding time / images computed (a partial last batch's padding
-    included). The programs are compiled only when some seed still has to run; the bar's clock stops meanwhile."""
+    seed. seconds_per_image = sampling and decoding time / num_samples (the padding rows of a partial last batch
+    cost time but are no image). The programs are compiled only when some seed still has to run; the bar's clock
+    stops meanwhile."""
     journal = Journal() if journal is None else journal
     name = f"{c.mode} N={c.steps} B={c.budget}"
     rows, programs = [], None

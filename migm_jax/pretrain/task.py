@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from migm_jax.memory import TRAIN_HINT, check_fits
 from migm_jax.pretrain.images import ImageSource
 from migm_jax.sharding import replicated
 from migm_jax.training.config import RESUME_MAY_CHANGE, TrainConfig
@@ -92,6 +93,12 @@ class PretrainTask:
 
     def train_step(self, state, m: int):
         return self._train_step(state, self.source.batch(m), jnp.int32(m))
+
+    def compile_steps(self, state, micro: range) -> None:
+        """Compiles the train step before the first micro-step of `micro` runs (the calls reuse it); ValueError
+        (one line) when it needs more memory than a device has."""
+        compiled = self._train_step.lower(state, self.source.batch(micro.start), jnp.int32(micro.start)).compile()
+        check_fits(compiled, f"the train step at batch_size {self.cfg.batch_size}", TRAIN_HINT)
 
     @property
     def _eval_step(self):

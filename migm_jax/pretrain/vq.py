@@ -26,7 +26,7 @@ import numpy as np
 from migm_jax.images import clip_uint8, make_grid, save_png, unit_range
 from migm_jax.models.vqgan import VQGAN, VQGANConfig, quantizer_loss
 from migm_jax.models.vqmodel import VQModel, VQModelConfig
-from migm_jax.pretrain.task import PretrainTask
+from migm_jax.pretrain.task import PretrainTask, shared
 from migm_jax.training.config import ConfigError
 from migm_jax.weights import cast_floating, save_weights
 
@@ -153,9 +153,11 @@ class VQTask(PretrainTask):
         nz = p[p > 0]
         return {"usage": float(np.mean(sums["code_counts"] > 0)), "perplexity": float(np.exp(-np.sum(nz * np.log(nz))))}
 
-    @functools.cached_property
+    @property
     def _reconstruct(self):
-        return jax.jit(lambda p, x: self.module.apply({"params": p}, unit_range(x), method=self.arch.reconstruct)[0])
+        """jit(params, uint8 images) -> reconstructions in [-1, 1], compiled once per equal task (a resumed run)."""
+        return shared(self, "reconstruct", lambda: jax.jit(
+            lambda p, x: self.module.apply({"params": p}, unit_range(x), method=self.arch.reconstruct)[0]))
 
     def preview(self, state, path):
         """Row of validation images, then their reconstructions by the EMA model."""

@@ -70,16 +70,18 @@ def check_resumable(checkpoints: Checkpoints, cfg: TrainConfig, workdir: str) ->
                           f"{'; '.join(diffs)}; use a new --workdir or the saved settings")
 
 
-def setup(cfg: TrainConfig, workdir: str) -> Run:
-    """Builds models, mesh and optimizer; restores the latest checkpoint of `workdir` or initialises.
-    A checkpoint saved with a different config is refused before anything is built. A start that fails
-    leaves no empty folder that it created (the workdir, its checkpoints/)."""
+def setup(cfg: TrainConfig, workdir: str, training: bool = False) -> Run:
+    """Builds models, mesh and optimizer; restores the latest checkpoint of `workdir` or initialises; when
+    `training`, compiles the train steps still to run (`task.compile_steps`: one that needs more memory than
+    a device has is refused in one line). A checkpoint saved with a different config is refused before
+    anything is built. A start that fails leaves no empty folder that it created (the workdir, its
+    checkpoints/)."""
     ckpt_dir = os.path.join(workdir, "checkpoints")
     created = [d for d in (ckpt_dir, workdir) if not os.path.exists(d)]  # innermost first
     check_workdir(workdir)
     checkpoints = Checkpoints(ckpt_dir, cfg.keep_ckpts, cfg.async_ckpt)
     try:
-        return _build(cfg, workdir, checkpoints)
+        return _build(cfg, workdir, checkpoints, training)
     except BaseException:
         checkpoints.close()
         for d in created:
@@ -90,7 +92,7 @@ def setup(cfg: TrainConfig, workdir: str) -> Run:
         raise
 
 
-def _build(cfg: TrainConfig, workdir: str, checkpoints: Checkpoints) -> Run:
+def _build(cfg: TrainConfig, workdir: str, checkpoints: Checkpoints, training: bool) -> Run:
     """`setup` once the checkpoints are open."""
     check_resumable(checkpoints, cfg, workdir)
     mesh = make_mesh(fsdp=cfg.mesh_fsdp)
@@ -106,6 +108,11 @@ def _build(cfg: TrainConfig, workdir: str, checkpoints: Checkpoints) -> Run:
     else:
         state, meta = restored
         position = meta["position"]
+    start = int(state.step)
+    if training and position != start * cfg.accum_steps:
+        raise ConfigError(f"checkpoint at step {start} has data position {position}; accum_steps changed?")
+    if training and start < cfg.total_steps:
+        task.compile_steps(state, range(position, cfg.total_steps * cfg.accum_steps))
     return Run(cfg, task, mesh, state, position, checkpoints)
 
 
@@ -183,10 +190,8 @@ def train(cfg: TrainConfig, workdir: str, progress: bool = True) -> Optional[int
 
 
 def _train(cfg: TrainConfig, workdir: str, progress: bool, signals: StopSignals) -> Optional[int]:
-    run = setup(cfg, workdir)
+    run = setup(cfg, workdir, training=True)
     start = int(run.state.step)
-    if run.position != start * cfg.accum_steps:
-        raise ConfigError(f"checkpoint at step {start} has data position {run.position}; accum_steps changed?")
     if start:
         print(f"resumed from step {start} in {workdir}")
     if start >= cfg.total_steps:

@@ -19,6 +19,7 @@ import jax
 from tqdm import tqdm
 
 from migm_jax.launch import add_launch_args, error_line, initialize, leave
+from migm_jax.memory import check_fits
 from migm_jax.sharding import batch_sharding, make_mesh
 from migm_jax.training.config import ConfigError, TrainConfig, load_config
 from migm_jax.training.dataset import TrajectoryWriter
@@ -29,7 +30,8 @@ from migm_jax.training.trajectories import capture_fn
 def capture_to_disk(family, teacher: dict, base_configs: dict, data_dir: str, split: str, images: int, seed: int,
                     batch: int, progress: bool = True, fsdp: int = 1) -> None:
     """Samples `images` images in batches of `batch` and writes their 2 * images trajectories; the
-    teacher is split over `fsdp` of each process's local devices (the batch over all of them)."""
+    teacher is split over `fsdp` of each process's local devices (the batch over all of them). A sampler
+    that needs more memory than a device has is refused in one line before anything is written."""
     p, count = jax.process_index(), jax.process_count()
     if images % (batch * count):
         raise ConfigError(f"--images {images} must be a multiple of --batch {batch} x {count} processes")
@@ -39,10 +41,12 @@ def capture_to_disk(family, teacher: dict, base_configs: dict, data_dir: str, sp
     teacher = jax.device_put(teacher, fsdp_sharding(mesh, teacher))
 
     fn = capture_fn(family, batch, batch_sharding(mesh))
+    key = jax.random.PRNGKey(seed)
+    check_fits(fn.lower(teacher, key).compile(), f"sampling the trajectories of --batch {batch}",
+               "use a smaller --batch, or shard the teacher over more devices with --set mesh_fsdp=N")
     writer = TrajectoryWriter(data_dir, split, 2 * images, family.steps, traj_per_shard=2 * batch,
                               process_index=p, process_count=count)
     per_process = images // batch // count
-    key = jax.random.PRNGKey(seed)
     for i in tqdm(range(per_process), desc=f"makedata {split}", unit="batch", disable=not progress):
         writer.write(jax.device_get(fn(teacher, jax.random.fold_in(key, p * per_process + i))))
     writer.close()

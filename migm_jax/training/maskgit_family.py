@@ -192,6 +192,9 @@ def build_maskgit(cfg: TrainConfig) -> tuple[MaskGITFamily, dict, Optional[dict]
             vcfg = VQGANConfig.from_dict(cfg.teacher["vqgan"]) if "vqgan" in cfg.teacher else None
         except (TypeError, KeyError, ValueError) as e:
             raise ConfigError(f"teacher: {e}") from None
+        if vcfg is not None and vcfg.n_embed != tcfg.codebook_size:
+            raise ConfigError(f"teacher.vqgan: n_embed {vcfg.n_embed} != the teacher's codebook_size "
+                              f"{tcfg.codebook_size}; the decoder needs one embedding per code")
         configs = {"transformer": tcfg.to_dict(), **({"vqgan": vcfg.to_dict()} if vcfg is not None else {})}
         params = None  # random, once every setting is checked (below)
     try:

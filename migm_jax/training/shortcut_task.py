@@ -3,6 +3,7 @@
 A task is what `loop.train` drives; every task offers the same methods:
   state_layout() -> (abstract TrainState, its shardings);  init_state(key) -> TrainState
   train_step(state, m) -> (state, metrics with 'loss')    micro-batch m (a pure function of m)
+  compile_steps(state, micro_steps)                        the train steps compiled ahead, checked against memory
   validate(state) -> {'val/...': float};  preview(state, path) -> path or None;  export(state, dir) -> {name: path}
 """
 
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from migm_jax.memory import TRAIN_HINT, check_fits
 from migm_jax.training.config import TrainConfig
 from migm_jax.training.export import export_shortcut
 from migm_jax.training.preview import write_preview
@@ -51,11 +53,25 @@ class ShortcutTask:
     def init_state(self, key: jax.Array):
         return make_init(self.family, self.step_cfg, self.mesh)(self.init_params, key)
 
-    def train_step(self, state, m: int):
-        k = rollout_steps(m, self.cfg)
+    def step_fn(self, k: int):
+        """The jitted train step of rollout length k."""
         if k not in self.step_fns:
             self.step_fns[k] = make_train_step(self.family, self.step_cfg, self.mesh, k)
-        return self.step_fns[k](state, self.source.batch(m), self.teacher, jnp.int32(m))
+        return self.step_fns[k]
+
+    def train_step(self, state, m: int):
+        return self.step_fn(rollout_steps(m, self.cfg))(state, self.source.batch(m), self.teacher, jnp.int32(m))
+
+    def compile_steps(self, state, micro: range) -> None:
+        """Compiles the train step of every rollout length that micro-steps `micro` reach, before the first
+        runs (the calls reuse them); ValueError (one line) for one that needs more memory than a device has."""
+        cfg = self.cfg
+        lengths = sorted({rollout_steps(m, cfg) for m in micro[:cfg.rollout_switch_interval * cfg.max_rollout_step]})
+        batch = self.source.batch(micro.start)
+        for k in lengths:
+            compiled = self.step_fn(k).lower(state, batch, self.teacher, jnp.int32(micro.start)).compile()
+            check_fits(compiled, f"the train step{f' of rollout {k}' if cfg.max_rollout_step > 1 else ''} at "
+                       f"batch_size {cfg.batch_size}", TRAIN_HINT)
 
     def validate(self, state) -> dict:
         """Mean of the EMA model's one-step metrics over the validation batches, keys prefixed 'val/'."""
