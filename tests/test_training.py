@@ -144,6 +144,7 @@ def cli(capsys):
     (["--config", SMOKE, "--set", "lr=-1e-4"], "lr must be a finite number >= 0, got -0.0001"),
     (["--config", SMOKE, "--set", "weight_decay=1e999"], "weight_decay must be a finite number >= 0, got inf"),
     (["--config", ROOT], f"config file {ROOT} is a directory"),
+    (["--config", SMOKE, "--set", "attention_impl=cudnn"], "attention_impl 'cudnn' cannot train the MaskGIT shortcut"),
 ])
 def test_bad_config_is_one_line(cli, tmp_path, argv, msg):
     code, err = cli(*argv, "--workdir", str(tmp_path / "w"))

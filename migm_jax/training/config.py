@@ -134,6 +134,9 @@ class TrainConfig:
                  f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         need(self.attention_impl in (None, "cudnn", "xla"), "attention_impl must be None, cudnn or xla")
+        need(not (self.task == "shortcut" and self.family == "maskgit" and self.attention_impl == "cudnn"),
+             "attention_impl 'cudnn' cannot train the MaskGIT shortcut: cuDNN's fused attention takes no gradient at "
+             "its grid^2 + 1 tokens (never a multiple of 64); use attention_impl=None (exact) or 'xla'")
         for name in ("compute_dtype", "teacher_dtype", "export_dtype"):
             need(getattr(self, name) in ("float32", "bfloat16"), f"{name} must be float32 or bfloat16")
         for name in ("data_dir", "teacher_weights", "init_shortcut", "tokenizer"):
