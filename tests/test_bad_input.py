@@ -448,7 +448,8 @@ def test_gpu_only_attention_is_refused_before_any_work_off_gpu(cli, tmp_path):
         pytest.skip("the refusal is for backends without cuDNN")
     tokenizer = os.path.join(ROOT, "migm_jax", "assets", "demo", "maskgit")
     code, err, _ = cli("train.py", "--config", os.path.join(ROOT, "configs", "fashion_transformer.py"),
-                       "--workdir", str(tmp_path / "w"), "--set", f"tokenizer={tokenizer}")
+                       "--workdir", str(tmp_path / "w"), "--set", f"tokenizer={tokenizer}",
+                       "--set", f"data_dir={str(tmp_path)!r}")
     assert code == 2 and err.strip() == (
         "error: attention_impl 'cudnn' (cuDNN's fused attention) needs a GPU, this backend is cpu; run on a GPU "
         "or pass --set attention_impl=None (exact attention)")

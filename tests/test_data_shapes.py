@@ -106,7 +106,7 @@ def test_rewriting_a_split_replaces_its_shards(tmp_path):
 
 
 def test_reader_errors(written, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"build one with python -m migm_jax.data \{shapes,emoji\} --out"):
+    with pytest.raises(FileNotFoundError, match=r"build one with python -m migm_jax.data \{shapes,emoji,fashion\} --out"):
         ImageReader(str(tmp_path / "missing"), "train")
     with pytest.raises(ValueError, match=r"has train, test\); see python -m migm_jax.data shapes --help"):
         ImageReader(written, "val")

@@ -79,14 +79,21 @@ def weights(tmp_path_factory):
     return str(root / "maskgit"), str(root / "classifier")
 
 
-def test_cli_end_to_end(weights, tmp_path_factory, capsys, monkeypatch):
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory):
+    """A dataset of 8 train and 12 test synthetic shapes on disk (the random weights draw 64 px)."""
     from migm_jax.data import write_shapes
-    from migm_jax.eval import run
 
-    data = str(tmp_path_factory.mktemp("shapes"))  # 8 train and 12 test images on disk (the weights draw 64 px)
+    data = str(tmp_path_factory.mktemp("shapes"))
     for split, n in (("train", 8), ("test", 12)):
         write_shapes(data, split, n, progress=False)
-    tmp_path = tmp_path_factory.mktemp("run")
+    return data
+
+
+def test_cli_end_to_end(weights, shapes_data, tmp_path, capsys, monkeypatch):
+    from migm_jax.eval import run
+
+    data = shapes_data
     out, png = tmp_path / "r.json", tmp_path / "p.png"
     argv = ["--weights", weights[0], "--classifier", weights[1], "--data", data, "--reference-samples", "12",
             "--num-samples", "8", "--seeds", "1", "--steps", "4",
@@ -151,13 +158,14 @@ def test_cli_checks_come_before_real_images(weights, tmp_path, capsys, monkeypat
     assert not out.exists()
 
 
-def test_a_sampler_larger_than_the_device_is_one_line_and_writes_nothing(weights, tmp_path, capsys, monkeypatch):
+def test_a_sampler_larger_than_the_device_is_one_line_and_writes_nothing(weights, shapes_data, tmp_path, capsys,
+                                                                         monkeypatch):
     """XLA's memory analysis of a configuration's compiled sampler against what the device has (here made
     0.5 MiB): one line naming the configuration and the batch, and no results file or sidecar."""
     from migm_jax import memory
 
     monkeypatch.setattr(memory, "device_bytes", lambda device: 2**19)
-    code = main(["--weights", weights[0], "--classifier", weights[1], "--num-samples", "4", "--seeds", "1",
+    code = main(["--weights", weights[0], "--classifier", weights[1], "--data", shapes_data, "--num-samples", "4", "--seeds", "1",
                  "--steps", "4", "--budgets", "2", "--out", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
     [line] = [x for x in err.replace("\r", "\n").splitlines() if "error" in x]  # the rest: progress bars

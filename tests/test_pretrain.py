@@ -1,6 +1,7 @@
 """Base-model training from scratch (VQGAN, MaskGIT transformer, feature classifier) through the demo
-configs at tiny sizes: loss decreases, a resumed run repeats the uninterrupted one exactly, exports load,
-and the chain VQGAN -> transformer -> shortcut ends in a weights dir that sample.py draws from."""
+configs at tiny sizes, on tiny datasets served in memory: loss decreases, a resumed run repeats the
+uninterrupted one exactly, exports load, and the chain VQGAN -> transformer -> shortcut ends in a weights dir
+that sample.py draws from."""
 
 import json
 import os
@@ -21,8 +22,45 @@ TRANSFORMER = COMMON + ["model.hidden=32", "model.depth=1", "model.heads=2", "mo
 CLASSIFIER = COMMON + ["model.widths=(8, 16)", "model.feature_dim=16", "lr=3e-3"]
 
 
-def config(name, overrides):
-    return load_config(os.path.join(ROOT, "configs", f"demo_{name}.py"), overrides)
+def config(name, overrides, data_dir=None):
+    """configs/fashion_<name>.py with `overrides` (+ data_dir when given)."""
+    extra = [] if data_dir is None else [f"data_dir={data_dir!r}"]
+    return load_config(os.path.join(ROOT, "configs", f"fashion_{name}.py"), overrides + extra)
+
+
+def fashion_split(split: str) -> tuple[dict, dict]:
+    """A tiny Fashion-MNIST stand-in (records, meta): 28x28 grey images of a bright box on black whose size and
+    brightness tell their label (3i % 10; the test split's boxes one pixel larger), padded to 32x32 RGB as the
+    builder writes them; 4 images a split (one batch)."""
+    from migm_jax.data.fashion import CLASS_NAMES, to_rgb
+
+    labels = (np.arange(4) * 3 % 10).astype(np.int32)
+    grey = np.zeros((4, 28, 28), np.uint8)
+    for image, label in zip(grey, labels):
+        half = 3 + label + (split != "train")
+        image[14 - half:14 + half, 14 - half:14 + half] = 100 + 15 * label
+    data = {"image": to_rgb(grey), "label": labels, "caption": np.asarray([""] * 4, object)}
+    return data, {"resolution": 32, "class_names": list(CLASS_NAMES)}
+
+
+def served(folder: str, split_fn):
+    """A data_dir (`folder`) whose splits `open_split` serves from `split_fn(split)` (other folders read as
+    before), while the generator is open."""
+    from migm_jax.pretrain import images
+
+    real = images.open_split
+
+    def open_split(data_dir, split):
+        return images.InMemory(*split_fn(split)) if data_dir == folder else real(data_dir, split)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "open_split", open_split)
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    yield from served(str(tmp_path_factory.mktemp("fashion")), fashion_split)
 
 
 def losses(workdir):
@@ -50,9 +88,9 @@ def load_config_like(cfg, **changes):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
+def tokenizer(fashion_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vqgan")
-    weights = train_resume_export(config("vqgan", VQGAN), tmp)
+    weights = train_resume_export(config("vqgan", VQGAN, fashion_dir), tmp)
     with open(tmp / "straight" / "metrics.jsonl") as f:
         last = [json.loads(line) for line in f][-1]
     assert 0 < last["val/usage"] <= 1 and np.isfinite(last["val/psnr"])
@@ -61,9 +99,9 @@ def tokenizer(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def teacher(tokenizer, tmp_path_factory):
+def teacher(tokenizer, fashion_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("transformer")
-    weights = train_resume_export(config("transformer", TRANSFORMER + [f"tokenizer={tokenizer!r}"]), tmp)
+    weights = train_resume_export(config("transformer", TRANSFORMER + [f"tokenizer={tokenizer!r}"], fashion_dir), tmp)
     assert os.path.isfile(tmp / "straight" / "samples" / "step_0000004.png")
     return weights
 
@@ -80,18 +118,18 @@ def test_vqgan_export_is_a_bfloat16_tokenizer(tokenizer):
                 assert os.path.dirname(tokenizer).encode() not in f.read(), name
 
 
-def test_classifier_trains_and_resumes(tmp_path, monkeypatch):
+def test_classifier_trains_and_resumes(fashion_dir, tmp_path, monkeypatch):
     """The classifier trains, resumes exactly and exports; a train step that needs more memory than the device
     has (here made 64 KiB) is refused in one line before the first step, leaving no folder."""
     from migm_jax import memory
     from migm_jax.models.classifier import load_classifier
 
-    ccfg, params = load_classifier(train_resume_export(config("classifier", CLASSIFIER), tmp_path))
+    ccfg, params = load_classifier(train_resume_export(config("classifier", CLASSIFIER, fashion_dir), tmp_path))
     assert ccfg.widths == (8, 16) and params["logits"]["kernel"].shape == (16, 10)
     monkeypatch.setattr(memory, "device_bytes", lambda device: 2**16)
     with pytest.raises(ValueError, match=r"^the train step at batch_size 4 needs \S+ MiB of memory per device, the "
                                          r"cpu has 0.1 MiB; lower batch_size \(--set batch_size=B;") as e:
-        loop.train(config("classifier", CLASSIFIER), str(tmp_path / "small"), progress=False)
+        loop.train(config("classifier", CLASSIFIER, fashion_dir), str(tmp_path / "small"), progress=False)
     assert "\n" not in str(e.value) and not (tmp_path / "small").exists()
 
 
@@ -111,7 +149,7 @@ def test_transformer_then_shortcut_export_samples(teacher, tmp_path):
     out = tmp_path / "grid.png"
     assert sample.main(["--weights", weights, "--labels", "0", "3", "--dtype", "float32", "--out", str(out)]) == 0
     w, h = Image.open(out).size
-    assert w > 2 * 2 * 64 and h > 2 * 2 * 64  # two columns, two rows (vanilla N=4, shortcut B=2) of 2x images
+    assert w > 2 * 2 * 32 and h > 2 * 2 * 32  # two columns, two rows (vanilla N=4, shortcut B=2) of 2x images
 
 
 # The DiMOO family: VQModel tokenizer -> text-to-image LLaDA, on a tiny captioned dataset in memory (8x8
@@ -152,18 +190,7 @@ def emoji_split(split):
 
 @pytest.fixture(scope="module")
 def emoji_dir(tmp_path_factory):
-    """A data_dir whose splits `open_split` serves from `emoji_split` (other folders read as before)."""
-    from migm_jax.pretrain import images
-
-    folder = str(tmp_path_factory.mktemp("emoji"))
-    real = images.open_split
-
-    def open_split(data_dir, split):
-        return images.InMemory(*emoji_split(split)) if data_dir == folder else real(data_dir, split)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(images, "open_split", open_split)
-        yield folder
+    yield from served(str(tmp_path_factory.mktemp("emoji")), emoji_split)
 
 
 def emoji_config(name, overrides, data_dir):
