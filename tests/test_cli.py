@@ -87,6 +87,10 @@ python train.py --config configs/smoke.py --workdir tryout/run --set teacher_wei
     --set data_dir=tryout/data --set val_every=0 --export
 python sample.py --weights tryout/run/export/weights --labels 1 2 3 --mode shortcut --budget 3 --out tryout/trained.png
 """
+TRYOUT_EVAL = """
+python -m migm_jax.eval --weights tryout/weights/maskgit --classifier tryout/eval/classifier --data tryout/eval/data \\
+    --num-samples 8 --seeds 1 --steps 4 --budgets 2 --out tryout/eval.json --plot tryout/eval.png
+"""
 
 
 def command_lines(text: str) -> list[str]:
@@ -141,7 +145,7 @@ def tryout(tmp_path_factory):
         (folder / name).symlink_to(os.path.join(ROOT, name))
     maskgit = command_lines(TRYOUT_MASKGIT)
     chains = {"maskgit": maskgit[2:], "dimoo": command_lines(TRYOUT_DIMOO) + [FP8],
-              "training": command_lines(TRYOUT_TRAINING)}
+              "training": command_lines(TRYOUT_TRAINING), "eval": command_lines(TRYOUT_EVAL)}
     first = run_commands(folder, maskgit[:2])
     outs = {"maskgit": succeeded(maskgit[:2], first)}
     with ThreadPoolExecutor(len(chains)) as pool:
@@ -200,3 +204,17 @@ def test_tryout_training_on_the_converted_teacher_exports_weights_that_sample(tr
     assert "wrote tryout/run/export/weights and tryout/run/export/shortcut.pth" in outs[2]
     assert "shortcut N=6 B=3 (3 base-model steps)" in outs[3]
     assert np.asarray(Image.open(folder / "tryout" / "trained.png")).std() > 0
+
+
+def test_tryout_quality_harness_on_the_converted_teacher(tryout):
+    """The harness on the MaskGIT stand-in with the tryout's 16x16 class dataset and random classifier: every
+    configuration of budget 2 judged against the test images, the train-vs-test floor, the plot."""
+    folder, _, chains, results = tryout
+    [out] = succeeded(chains["eval"], results["eval"])
+    assert "wrote tryout/eval.json" in out and "wrote tryout/eval.png" in out
+    with open(folder / "tryout" / "eval.json") as f:
+        result = json.load(f)
+    modes = {(r["mode"], r["steps"], r["budget"]) for r in result["results"]}
+    assert modes == {("vanilla", 4, 4), ("fewer_steps", 2, 2), ("reuse", 4, 2), ("shortcut", 4, 2)}
+    assert result["complete"] and result["reference"]["num_samples"] == 8
+    assert np.isfinite(result["reference"]["fid_train_vs_test"])

@@ -14,6 +14,10 @@ tryout/Lumina-DiMOO/                    the fixture LLaDA (config.json, 2 safete
                                         word-level tokenizer holding the words of WORDS and the layout's special
                                         tokens at the fixture's ids (the fixture has no tokenizer)
 tryout/dimoo-shortcut.pth               the fixture DiMOO shortcut
+tryout/eval/data                        a class dataset of 16x16 images for the quality harness (the synthetic
+                                        shapes, 8 train and 12 test, downscaled 4x; needs the [data] extra)
+tryout/eval/classifier                  a random feature classifier of 16x16 images, 10 classes (the harness's
+                                        metric network; random, so its FID and accuracy mean nothing)
 
 The weights are random, so the images are noise: what this shows is that the whole path runs. The DiMOO part
 needs the [text] extra (tokenizers; sampling loads the tokenizer with transformers).
@@ -104,13 +108,35 @@ def write_dimoo(model_dir: str, shortcut: str) -> None:
     shutil.copy(os.path.join(FIXTURES, "dimoo_shortcut", "shortcut.pth"), shortcut)
 
 
+def write_eval(out: str) -> None:
+    """The harness's real images and metric network for the MaskGIT stand-in's 16x16 images."""
+    from migm_jax.apps.maskgit import random_params
+    from migm_jax.data.records import write_split
+    from migm_jax.data.shapes import CLASS_NAMES, render_batch
+    from migm_jax.models.classifier import FAMILY, ClassifierConfig, FeatureClassifier
+    from migm_jax.weights import save_weights
+    import jax
+    import jax.numpy as jnp
+
+    meta = {"builder": "shapes_16px", "resolution": 16, "class_names": list(CLASS_NAMES)}
+    for split, n in (("train", 8), ("test", 12)):
+        images, labels = render_batch(range(n), split)
+        small = images.reshape(n, 16, 4, 16, 4, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+        write_split(os.path.join(out, "data"), split, ((im, int(l), "") for im, l in zip(small, labels)), n, meta,
+                    progress=False)
+    cfg = ClassifierConfig(widths=(8, 16), feature_dim=16, resolution=16)
+    params = random_params(lambda: FeatureClassifier(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3), jnp.uint8)), 0)
+    save_weights(os.path.join(out, "classifier"), FAMILY, {"classifier": cfg.to_dict()}, {"classifier": params})
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder to write maskgit/, Lumina-DiMOO/ and dimoo-shortcut.pth into")
     args = p.parse_args(argv)
     write_maskgit(os.path.join(args.out, "maskgit"))
     write_dimoo(os.path.join(args.out, "Lumina-DiMOO"), os.path.join(args.out, "dimoo-shortcut.pth"))
-    print(f"wrote {args.out}/maskgit, {args.out}/Lumina-DiMOO and {args.out}/dimoo-shortcut.pth")
+    write_eval(os.path.join(args.out, "eval"))
+    print(f"wrote {args.out}/maskgit, {args.out}/Lumina-DiMOO, {args.out}/dimoo-shortcut.pth and {args.out}/eval")
     return 0
 
 

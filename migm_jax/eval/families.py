@@ -221,7 +221,7 @@ def maskgit_setup(s, configs: dict, configurations: list[Configuration], clf: Cl
     for c in configurations:
         maskgit_app.models_of(s.weights, c.sampling, [0])
     models = dataclasses.replace(maskgit_app.models_from_configs(configs), dtype=s.dtype, attention_impl=s.attention)
-    check_resolution(models.vqgan.resolution, clf)
+    check_resolution(models.transformer.grid * models.vqgan.downsample_factor, clf)  # the decoded images' side
     if clf.nclass > models.transformer.nclass:
         raise ValueError(f"the classifier has {clf.nclass} classes, the generator only {models.transformer.nclass}")
     needs = {"test": ("--reference-samples", s.reference_samples or s.num_samples), "train": ("--num-samples", s.num_samples)}
