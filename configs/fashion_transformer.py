@@ -1,8 +1,7 @@
 """Class-conditional demo (Fashion-MNIST), part 2: the MaskGIT transformer (the ported MaskTransformer) trained
 from scratch with the MaskGIT objective on the codes of part 1's VQGAN. Deep and narrow (32 layers x 128,
 6.6 M params, 13 MB in bfloat16) so that, as in MaskGIT-512, a base-model step costs over ten shortcut steps
-on a GPU (12.5x measured for this shape with random weights at batch 500 on an H100; README has the trained
-model's ratio).
+on a GPU (11.7x for the shipped weights at batch 500 on an H100: benchmarks/bench_step_ratio.py, README).
 
   python train.py --config configs/fashion_transformer.py --workdir runs/fashion_transformer [--export]
 """
