@@ -17,6 +17,11 @@ install: $(STAMP)
 sample: $(STAMP)
 	$(PY) sample.py
 
+# Each config of $(1) in turn, from scratch through train.py into runs/<config>, then its export.
+train_and_export = for c in $(1); do \
+	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c && \
+	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c --export || exit 1; done
+
 # Fashion-MNIST, the class-conditional demo's data (Debian's dataset-fashion-mnist: installed, or downloaded pinned).
 fashion-data: $(STAMP)
 	$(PY) -m migm_jax.data fashion --out data/fashion --downloads data/fashion-sources
@@ -24,9 +29,7 @@ fashion-data: $(STAMP)
 # Retrains the embedded class-conditional demo (migm_jax/assets/demo/maskgit) and its classifier from scratch:
 # VQGAN, classifier, transformer and shortcut, each through train.py with its config (a GPU: see README).
 demo-weights: fashion-data
-	for c in fashion_vqgan fashion_classifier fashion_transformer fashion_shortcut; do \
-	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c && \
-	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c --export || exit 1; done
+	$(call train_and_export,fashion_vqgan fashion_classifier fashion_transformer fashion_shortcut)
 	rm -rf migm_jax/assets/demo/maskgit migm_jax/assets/demo/classifier
 	cp -r runs/fashion_shortcut/export/weights migm_jax/assets/demo/maskgit
 	cp -r runs/fashion_classifier/export/weights migm_jax/assets/demo/classifier
@@ -43,9 +46,7 @@ emoji-data: $(STAMP)
 # Retrains the embedded text-to-image demo (migm_jax/assets/demo/emoji) and its classifier from scratch, each
 # through train.py with its config (a GPU: ~12 minutes on one H100).
 emoji-weights: emoji-data
-	for c in emoji_vq emoji_teacher emoji_shortcut emoji_classifier; do \
-	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c && \
-	  $(PY) train.py --config configs/$$c.py --workdir runs/$$c --export || exit 1; done
+	$(call train_and_export,emoji_vq emoji_teacher emoji_shortcut emoji_classifier)
 	rm -rf migm_jax/assets/demo/emoji migm_jax/assets/demo/emoji_classifier
 	cp -r runs/emoji_shortcut/export/weights migm_jax/assets/demo/emoji
 	cp data/emoji/migm_images/1.0.0/prompts_train.txt migm_jax/assets/demo/emoji/prompts.txt

@@ -64,18 +64,17 @@ def test_streaming_stats_match_one_shot_and_merge():
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     """(maskgit dir, classifier dir): the random demo pipeline and a random small classifier."""
-    from migm_jax.apps.maskgit import FAMILY, demo_pipeline, random_params
-    from migm_jax.models.classifier import FAMILY as CLASSIFIER, ClassifierConfig, FeatureClassifier
+    from migm_jax.apps.maskgit import FAMILY, demo_pipeline
+    from migm_jax.models.classifier import ClassifierConfig
     from migm_jax.weights import save_weights
+    from tryout import save_random_classifier
 
     root = tmp_path_factory.mktemp("weights")
     models, params = demo_pipeline(0)
     configs = {"transformer": models.transformer.to_dict(), "shortcut": models.shortcut.to_dict(),
                "vqgan": models.vqgan.to_dict(), "sampling": {"steps": 6, "cfg_w": 1.0, "r_temp": 4.5}}
     save_weights(root / "maskgit", FAMILY, configs, params)
-    cfg = ClassifierConfig(widths=(8, 16), feature_dim=16)
-    clf = random_params(lambda: FeatureClassifier(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3), jnp.uint8)), 3)
-    save_weights(root / "classifier", CLASSIFIER, {"classifier": cfg.to_dict()}, {"classifier": clf})
+    save_random_classifier(root / "classifier", ClassifierConfig(widths=(8, 16), feature_dim=16), 3)
     return str(root / "maskgit"), str(root / "classifier")
 
 
@@ -203,10 +202,10 @@ def dimoo(tmp_path_factory):
     16 codes), its shortcut and a VQModel (f = 4: 16px images of 4x4 tokens), the test tokenizer, a 3-class
     16px classifier and 6 captioned images."""
     pytest.importorskip("transformers")
-    from tryout import save_tokenizer, small_tokens
+    from tryout import save_random_classifier, save_tokenizer, small_tokens
 
     from migm_jax.apps.maskgit import random_params
-    from migm_jax.models.classifier import ClassifierConfig, FeatureClassifier
+    from migm_jax.models.classifier import ClassifierConfig
     from migm_jax.models.dimoo_shortcut import DiMOOShortcut, DiMOOShortcutConfig
     from migm_jax.models.llada import LLaDA, LLaDAConfig
     from migm_jax.models.vqmodel import VQModel, VQModelConfig
@@ -228,9 +227,7 @@ def dimoo(tmp_path_factory):
                "sampling": {"steps": 4, "cfg_scale": 2.0, "temperature": 0.8}}
     save_weights(root / "weights", "dimoo", configs, params)
     save_tokenizer(root / "weights" / "tokenizer", small_tokens())
-    cfg = ClassifierConfig(nclass=3, widths=(8,), feature_dim=8, resolution=16)
-    clf = random_params(lambda: FeatureClassifier(cfg).init(key, jnp.zeros((1, 16, 16, 3), jnp.uint8)), 3)
-    save_weights(root / "classifier", "classifier", {"classifier": cfg.to_dict()}, {"classifier": clf})
+    save_random_classifier(root / "classifier", ClassifierConfig(nclass=3, widths=(8,), feature_dim=8, resolution=16), 3)
     rng = np.random.default_rng(0)
     records = {"image": rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8),
                "label": np.array([0, 0, 1, 1, 2, 2], np.int32), "caption": np.array(CAPTIONS, dtype=object)}

@@ -108,15 +108,26 @@ def write_dimoo(model_dir: str, shortcut: str) -> None:
     shutil.copy(os.path.join(FIXTURES, "dimoo_shortcut", "shortcut.pth"), shortcut)
 
 
-def write_eval(out: str) -> None:
-    """The harness's real images and metric network for the MaskGIT stand-in's 16x16 images."""
-    from migm_jax.apps.maskgit import random_params
-    from migm_jax.data.records import write_split
-    from migm_jax.data.shapes import CLASS_NAMES, render_batch
-    from migm_jax.models.classifier import FAMILY, ClassifierConfig, FeatureClassifier
-    from migm_jax.weights import save_weights
+def save_random_classifier(path, cfg, seed: int) -> None:
+    """A 'classifier' weights dir at `path`: a FeatureClassifier of ClassifierConfig `cfg` with `random_params`
+    (numpy draws of `seed`)."""
     import jax
     import jax.numpy as jnp
+
+    from migm_jax.apps.maskgit import random_params
+    from migm_jax.models.classifier import FAMILY, FeatureClassifier
+    from migm_jax.weights import save_weights
+
+    blank = jnp.zeros((1, cfg.resolution, cfg.resolution, 3), jnp.uint8)
+    params = random_params(lambda: FeatureClassifier(cfg).init(jax.random.PRNGKey(0), blank), seed)
+    save_weights(path, FAMILY, {"classifier": cfg.to_dict()}, {"classifier": params})
+
+
+def write_eval(out: str) -> None:
+    """The harness's real images and metric network for the MaskGIT stand-in's 16x16 images."""
+    from migm_jax.data.records import write_split
+    from migm_jax.data.shapes import CLASS_NAMES, render_batch
+    from migm_jax.models.classifier import ClassifierConfig
 
     meta = {"builder": "shapes_16px", "resolution": 16, "class_names": list(CLASS_NAMES)}
     for split, n in (("train", 8), ("test", 12)):
@@ -124,9 +135,7 @@ def write_eval(out: str) -> None:
         small = images.reshape(n, 16, 4, 16, 4, 3).mean(axis=(2, 4)).round().astype(np.uint8)
         write_split(os.path.join(out, "data"), split, ((im, int(l), "") for im, l in zip(small, labels)), n, meta,
                     progress=False)
-    cfg = ClassifierConfig(widths=(8, 16), feature_dim=16, resolution=16)
-    params = random_params(lambda: FeatureClassifier(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3), jnp.uint8)), 0)
-    save_weights(os.path.join(out, "classifier"), FAMILY, {"classifier": cfg.to_dict()}, {"classifier": params})
+    save_random_classifier(os.path.join(out, "classifier"), ClassifierConfig(widths=(8, 16), feature_dim=16, resolution=16), 0)
 
 
 def main(argv=None) -> int:
