@@ -47,7 +47,6 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--attention", default="cudnn", help="cudnn | xla | none (exact fp32 path)")
     p.add_argument("--approximate-gelu", action="store_true", help="tanh GELU instead of erf")
-    p.add_argument("--fused-mlp", action="store_true", help="fc1 + exact GELU as one Pallas kernel")
     p.add_argument("--class-token-apart", action="store_true",
                    help="transformer attention at T = 1024 with the class token merged by its softmax weight")
     p.add_argument("--out", help="write the results as JSON")
@@ -63,7 +62,7 @@ def main() -> None:
     else:
         t, s, v, image_size, batches = MaskTransformerConfig.preset("base"), MaskGITShortcutConfig(), VQGANConfig.f16_1024(), 512, args.batches
     models = MaskGITModels(t, s, v, dtype="bfloat16", attention_impl=attention, approximate_gelu=args.approximate_gelu,
-                           class_token_apart=args.class_token_apart, fused_mlp=args.fused_mlp)
+                           class_token_apart=args.class_token_apart)
     params = random_params(models)
     device = jax.devices()[0].device_kind
     rows = []

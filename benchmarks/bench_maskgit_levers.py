@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import report, timed
-from migm_jax.models.dense_gelu import Tiling, dense_gelu
+from pallas_dense_gelu import Tiling, dense_gelu
 from migm_jax.models.layers import cast_kernels, gelu
 from migm_jax.apps.maskgit import random_params
 from migm_jax.models.maskgit import MaskTransformer, MaskTransformerConfig, without_kv_biases
@@ -41,7 +41,6 @@ FORWARD_VARIANTS = {  # name -> (MaskTransformer keyword arguments, jit compiler
     "seq_multiple_64": ({"seq_multiple": 64}, None),
     "seq_multiple_128": ({"seq_multiple": 128}, None),
     "approximate_gelu": ({"approximate_gelu": True}, None),
-    "fused_mlp": ({"fused_mlp": True}, None),
     "cublaslt": ({}, CUBLASLT),
     "approximate_gelu_cublaslt": ({"approximate_gelu": True}, CUBLASLT),
 }

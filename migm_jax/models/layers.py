@@ -172,38 +172,16 @@ class MultiHeadAttention(nn.Module):
         return dense(width, self.dtype, "out")(out.reshape(x.shape[:-1] + (width,)))
 
 
-class DenseGELU(nn.Module):
-    """GELU(x W + b) through the one-kernel `dense_gelu` (GPU; exact erf GELU), with `nn.Dense`'s params
-    (`kernel` (C, features), `bias` (features,)): x (..., C) -> (..., features) in the compute dtype."""
-
-    features: int
-    dtype: Dtype
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        from migm_jax.models.dense_gelu import dense_gelu
-
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        rows = x.reshape(-1, x.shape[-1]).astype(self.dtype)
-        return dense_gelu(rows, kernel.astype(self.dtype), bias).reshape(x.shape[:-1] + (self.features,))
-
-
 class FeedForward(nn.Module):
-    """Linear -> GELU -> Linear (`fc1`, `fc2`); `fused_gelu` runs the first Linear and the (exact) GELU as
-    one GPU kernel (`DenseGELU`, same params; bf16 rounding of the GEMM output skipped)."""
+    """Linear -> GELU -> Linear (`fc1`, `fc2`)."""
 
     hidden: int
     dtype: Dtype = jnp.float32
     approximate_gelu: bool = False
-    fused_gelu: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.fused_gelu:
-            h = DenseGELU(self.hidden, self.dtype, name="fc1")(x)
-        else:
-            h = gelu(dense(self.hidden, self.dtype, "fc1")(x), self.approximate_gelu)
+        h = gelu(dense(self.hidden, self.dtype, "fc1")(x), self.approximate_gelu)
         return dense(x.shape[-1], self.dtype, "fc2")(h)
 
 

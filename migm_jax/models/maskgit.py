@@ -69,7 +69,6 @@ class EncoderBlock(nn.Module):
     approximate_gelu: bool
     kv_bias: bool
     class_token_apart: bool = False
-    fused_mlp: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, key_lengths: Optional[jax.Array] = None) -> jax.Array:
@@ -78,7 +77,7 @@ class EncoderBlock(nn.Module):
                                   self.class_token_apart, name="attn")
         x = x + attn(h, key_lengths=key_lengths)
         h = layer_norm(BLOCK_LN_EPS, "ff_norm")(x).astype(self.dtype)
-        return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, self.fused_mlp, name="ff")(h)
+        return x + FeedForward(self.cfg.mlp_dim, self.dtype, self.approximate_gelu, name="ff")(h)
 
 
 class MaskTransformer(nn.Module):
@@ -103,7 +102,6 @@ class MaskTransformer(nn.Module):
     kv_bias: bool = True
     seq_multiple: int = 1
     class_token_apart: bool = False
-    fused_mlp: bool = False
 
     def setup(self):
         c = self.cfg
@@ -117,7 +115,7 @@ class MaskTransformer(nn.Module):
         if self.class_token_apart and (self.attention_impl is None or self.seq_multiple > 1):
             raise ValueError("class_token_apart needs attention_impl 'cudnn' or 'xla' and no seq_multiple")
         self.blocks = [EncoderBlock(c, self.dtype, self.attention_impl, self.approximate_gelu, self.kv_bias,
-                                    self.class_token_apart, self.fused_mlp) for _ in range(c.depth)]
+                                    self.class_token_apart) for _ in range(c.depth)]
         self.last_ln_a = layer_norm(OUTER_LN_EPS)
         self.last_dense = dense(c.hidden, self.dtype)
         self.last_ln_b = layer_norm(OUTER_LN_EPS)

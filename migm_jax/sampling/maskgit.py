@@ -119,7 +119,6 @@ class MaskGITModels:
     attention_impl: Optional[str] = None  # None (exact XLA) | 'cudnn' | 'xla'
     approximate_gelu: bool = False  # tanh GELU: faster on GPU, for bf16 compute
     class_token_apart: bool = False  # transformer attention at T = grid^2 + the class token merged (same function)
-    fused_mlp: bool = False  # transformer fc1 + exact GELU as one Pallas kernel (GPU)
     vqgan_dtype: str = "float32"
 
     def validate(self, sampling: MaskGITSampling, decode: bool) -> None:
@@ -152,7 +151,7 @@ def sample_maskgit(models: MaskGITModels, sampling: MaskGITSampling, params: dic
     tcfg, dtype = models.transformer, jnp.dtype(models.dtype)
     check_label_array(labels, tcfg.nclass)
     transformer = MaskTransformer(tcfg, dtype, models.attention_impl, models.approximate_gelu, kv_bias=False,
-                                  class_token_apart=models.class_token_apart, fused_mlp=models.fused_mlp)
+                                  class_token_apart=models.class_token_apart)
     tp = {"params": cast_kernels(without_kv_biases(params["transformer"]), dtype)}
     b, n, steps = labels.shape[0], tcfg.grid * tcfg.grid, sampling.steps
     sche = jnp.asarray(maskgit_schedule(steps, sampling.sched_mode, tcfg.grid), jnp.int32)
