@@ -1,8 +1,10 @@
 """What each speed lever of the MaskGIT transformer buys, measured in one run (GPU, random weights at real size).
 
 Three tables, each against its own baseline in the same process:
-  mlp        fc1 + bias + exact GELU over (sequences x 1025) rows: XLA (cuBLAS GEMM, then a GELU pass) against
-             the one-kernel `dense_gelu` at several tilings, with the largest difference of the outputs;
+  mlp        fc1 + bias + GELU over (sequences x 1025) rows: XLA (GEMM, then a GELU pass; exact and tanh
+             forms, with and without cuBLASLt, and whether a GELU epilogue appears in the compiled program)
+             against the one-kernel `dense_gelu` at several tilings, with the largest difference of the
+             outputs from the first (the model's exact path);
   attention  cuDNN's fused attention at head dim 48 and T = 1024 / 1025 / padded lengths;
   forward    one full transformer forward (features + head, the CFG-doubled batch) per model variant and
              XLA option set.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import itertools
 import json
 
 import jax
@@ -41,9 +44,14 @@ FORWARD_VARIANTS = {  # name -> (MaskTransformer keyword arguments, jit compiler
 }
 
 
-def xla_mlp(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-    """fc1 + bias + exact GELU as the model computes it (bf16 GEMM, bf16 bias add, GELU in float32)."""
-    return gelu(jnp.dot(x, w) + b.astype(jnp.bfloat16))
+XLA_MLP = {  # fc1 + bias + GELU as XLA compiles it: (x, w bf16, b float32) -> bf16
+    "xla": lambda x, w, b: gelu(jnp.dot(x, w) + b.astype(jnp.bfloat16)),  # the model's exact path
+    "xla_tanh": lambda x, w, b: gelu(jnp.dot(x, w) + b.astype(jnp.bfloat16), approximate=True),  # --fast-gelu
+    "xla_tanh_bf16": lambda x, w, b: jax.nn.gelu(jnp.dot(x, w) + b.astype(jnp.bfloat16), approximate=True),
+    "xla_tanh_f32_gemm": lambda x, w, b: jax.nn.gelu(jnp.dot(x, w, preferred_element_type=jnp.float32) + b,
+                                                     approximate=True).astype(jnp.bfloat16),
+}
+XLA_OPTIONS = {"": None, "+cublaslt": {"xla_gpu_enable_cublaslt": True}}  # cuBLASLt has bias / GELU epilogues
 
 
 def ms(fn, *args, repeats: int) -> float:
@@ -55,10 +63,14 @@ def mlp_table(rows: int, repeats: int) -> list[dict]:
     x = jax.random.normal(kx, (rows, 768), jnp.bfloat16)
     w = (jax.random.normal(kw, (768, 3072), jnp.float32) * 768 ** -0.5).astype(jnp.bfloat16)
     b = jax.random.normal(kb, (3072,), jnp.float32) * 0.1
-    timing = timed(jax.jit(xla_mlp), x, w, b, repeats=repeats)
-    ref = np.asarray(timing.output.astype(jnp.float32))
-    out = [dict(kind="mlp", variant="xla", rows=rows, ms=timing.seconds * 1e3, max_abs_diff=0.0)]
-    print(json.dumps(out[-1]), flush=True)
+    out = []
+    for (name, f), (opt_name, options) in itertools.product(XLA_MLP.items(), XLA_OPTIONS.items()):
+        timing = timed(jax.jit(f, compiler_options=options), x, w, b, repeats=repeats)
+        y = np.asarray(timing.output.astype(jnp.float32))
+        ref = y if not out else ref
+        out.append(dict(kind="mlp", variant=name + opt_name, rows=rows, ms=timing.seconds * 1e3,
+                        gelu_epilogues=timing.compiled.as_text().count("GELU"), max_abs_diff=float(np.abs(y - ref).max())))
+        print(json.dumps(out[-1]), flush=True)
     for t in TILINGS:
         fn = jax.jit(lambda x, w, b, t=t: dense_gelu(x, w, b, tiling=t))
         try:
