@@ -231,14 +231,14 @@ def check_samplings(weights: str, configs: dict, models: DiMOOModels, samplings:
     return gh, gw
 
 
-def prompt_batch(weights: str, tokenizer, models: DiMOOModels, prompts: list[str], height: int, width: int,
-                 pad_to: Optional[int] = None) -> PromptBatch:
-    """The `PromptBatch` of `prompts` for height x width images (`build_sequences`, prompts padded to at least
-    `pad_to` tokens); one-line ValueError for a word the tokenizer does not know (naming the command that
-    lists the known prompts), an empty or too long prompt."""
+def prompt_batch(weights: str, tokenizer, models: DiMOOModels, prompts: list[str], height: int, width: int
+                 ) -> PromptBatch:
+    """The `PromptBatch` of `prompts` for height x width images (`build_sequences`); one-line ValueError for a
+    word the tokenizer does not know (naming the command that lists the known prompts), an empty or too long
+    prompt."""
     check_vocabulary(tokenizer, prompts, list_command(weights))
     return build_sequences(tokenizer, prompts, height, width, models.layout, models.vq.scale_factor,
-                           models.llada.max_sequence_length, pad_to)
+                           models.llada.max_sequence_length)
 
 
 def run_sample(args: argparse.Namespace) -> None:

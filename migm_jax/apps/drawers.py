@@ -18,7 +18,7 @@ from migm_jax.sampling.maskgit import check_labels
 from migm_jax.sampling.schedules import step_kinds
 from migm_jax.weights import TOKENIZER_DIR, load_weights, read_config
 
-PROMPT_BUCKET = 16  # prompts are padded to a multiple of this many tokens: one compiled sampler serves them all
+PROMPT_BUCKET = 16  # sequences are padded to a multiple of this many tokens: one compiled sampler serves many prompts
 
 
 def default_budget(recommended: Optional[int], steps: int) -> int:
@@ -114,8 +114,7 @@ class DiMOODrawer(Drawer):
         if not prompt.strip():
             raise ValueError("the prompt is empty; type one" + (f", e.g. {self.examples[0]!r}" if self.examples else ""))
         batch = dimoo.prompt_batch(self.weights, self.tokenizer, self.models, [prompt], height, width)
-        bucket = -(-int(batch.prompt_len[0]) // PROMPT_BUCKET) * PROMPT_BUCKET
-        return dimoo.prompt_batch(self.weights, self.tokenizer, self.models, [prompt], height, width, pad_to=bucket)
+        return batch.with_width_multiple(PROMPT_BUCKET)
 
     def sampler(self, sampling):
         return dimoo.build_sampler(self.models, sampling, decode=True)
